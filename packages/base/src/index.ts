@@ -1,0 +1,4 @@
+export * from './errors.js';
+export * from './atomic.js';
+export * from './log.js';
+export * from './ids.js';

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Idempotent set-up for a fresh Debian 12 machine, run as root: Debian packages,
+# npm dependencies and the build. Both README commands and .ci/run start here.
+set -eu
+cd "$(dirname "$0")/.."
+
+# Needed to build and run: libseccomp (static, for the executor), busybox-static (built-in rootfs).
+# Needed by the tests: the runtimes and tools Berth is checked against.
+PKGS="gcc make libseccomp-dev busybox-static runc crun containerd podman skopeo umoci \
+docker-registry containernetworking-plugins iptables nftables iproute2 python3-docker docker-compose"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "setup: installing Debian packages:$missing" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+if [ ! -d node_modules/typescript ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm dependencies" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+make -s -C native
+npx tsc -b

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// Runs every compiled test file with node's test runner.
+// Unit tests live beside their code (packages/*/src/**/*.test.ts -> dist/);
+// cross-layer suites live in test/ (-> test/dist/).
+// Usage: node scripts/test.js [substring filter...]
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const root = join(fileURLToPath(import.meta.url), '..', '..');
+const filters = process.argv.slice(2);
+
+function walk(dir, out) {
+  let entries;
+  try { entries = readdirSync(dir); } catch { return out; }
+  for (const e of entries) {
+    if (e === 'node_modules') continue;
+    const p = join(dir, e);
+    if (statSync(p).isDirectory()) walk(p, out);
+    else if (e.endsWith('.test.js')) out.push(p);
+  }
+  return out;
+}
+
+const files = [];
+for (const pkg of readdirSync(join(root, 'packages'))) walk(join(root, 'packages', pkg, 'dist'), files);
+walk(join(root, 'test', 'dist'), files);
+const selected = files
+  .map((f) => relative(root, f))
+  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
+  .sort();
+if (selected.length === 0) {
+  console.error('no test files found');
+  process.exit(1);
+}
+const concurrency = process.env.BERTH_TEST_CONCURRENCY ?? '2';
+const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...selected], {
+  cwd: root,
+  stdio: 'inherit',
+});
+process.exit(r.status ?? 1);
