@@ -1,2 +1,11 @@
 export type * from './plan/types.js';
-export { encodePlan, decodeRecords } from './plan/encode.js';
+export * from './plan/index.js';
+export { Runtime } from './container/runtime.js';
+export type { CreateOptions, ExecOptions, Created } from './container/runtime.js';
+export { StateStore, statusOf, ociState, hookState, DEFAULT_ROOT, OCI_VERSION } from './container/state.js';
+export type { ContainerRecord, OciState } from './container/state.js';
+export { assertCan, canDo } from './container/lifecycle.js';
+export type { Status, Operation } from './container/lifecycle.js';
+export { parseSignal, signalName } from './container/signals.js';
+export { defaultSpec } from './spec/index.js';
+export { main as runcMain } from './cli/main.js';

@@ -1,0 +1,116 @@
+/* The last steps before the container process runs: finding args[0], the exec
+ * fifo that holds the process until `start`, the working directory check, the
+ * fd sweep and execve. */
+#include "executor.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/close_range.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* In the executor, before any namespace is joined: the fifo is a host path. */
+void open_fifo(struct run *r) {
+  if (!r->plan->exec_fifo) return;
+  r->fifo_fd = open(r->plan->exec_fifo, O_PATH | O_CLOEXEC);
+  if (r->fifo_fd < 0) fail(errno, "open exec fifo %s", r->plan->exec_fifo);
+}
+
+static const char *getenv_in(char **env, const char *name) {
+  size_t n = strlen(name);
+  for (char **e = env; *e; e++)
+    if (!strncmp(*e, name, n) && (*e)[n] == '=') return *e + n + 1;
+  return NULL;
+}
+
+/* 0 if path (relative ones taken from cwd) is an executable regular file, else an errno. */
+static int executable(const char *cwd, const char *path) {
+  char *full = path[0] == '/' ? xstrdup(path) : xasprintf("%s/%s", cwd, path);
+  struct stat st;
+  int err = 0;
+  if (stat(full, &st) < 0) err = errno;
+  else if (S_ISDIR(st.st_mode)) err = EISDIR;
+  else if (!S_ISREG(st.st_mode) || faccessat(AT_FDCWD, full, X_OK, AT_EACCESS) < 0) err = EACCES;
+  free(full);
+  return err;
+}
+
+/* Resolves args[0] as execvp would, with the PATH of the process's env, so that a
+ * missing binary fails `create`, not `start`. */
+void lookup_exe(struct run *r) {
+  struct plan *p = r->plan;
+  const char *arg0 = p->args.v[0];
+  const char *cwd = p->cwd ? p->cwd : "/";
+  if (strchr(arg0, '/')) {
+    int err = executable(cwd, arg0);
+    if (err) fail(err, "exec: \"%s\"", arg0);
+    r->exe = xstrdup(arg0);
+    return;
+  }
+  const char *path = getenv_in(p->env.v, "PATH");
+  if (path && *arg0) {
+    char *copy = xstrdup(path);
+    /* strsep keeps empty entries, which mean the working directory */
+    for (char *dir = strsep(&copy, ":"); dir; dir = strsep(&copy, ":")) {
+      char *cand = xasprintf("%s/%s", *dir ? dir : ".", arg0);
+      if (executable(cwd, cand) == 0) {
+        r->exe = cand;
+        return;
+      }
+      free(cand);
+    }
+  }
+  fail(ENOENT, "exec: \"%s\": executable file not found in $PATH", arg0);
+}
+
+/* Blocks until `start` opens the fifo for reading. */
+void wait_for_start(struct run *r) {
+  if (r->fifo_fd < 0) return;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", r->fifo_fd);
+  int fd;
+  do fd = open(path, O_WRONLY | O_CLOEXEC); while (fd < 0 && errno == EINTR);
+  if (fd < 0) fail(errno, "open exec fifo %s for writing", r->plan->exec_fifo);
+  ssize_t n;
+  do n = write(fd, "0", 1); while (n < 0 && errno == EINTR);
+  if (n != 1) fail(n < 0 ? errno : EIO, "write to exec fifo %s", r->plan->exec_fifo);
+  close(fd);
+  close(r->fifo_fd);
+  r->fifo_fd = -1;
+}
+
+/* chdir, then make sure the directory is reachable from the root: a cwd that
+ * resolves through a leaked fd to a host directory is refused (CVE-2024-21626). */
+void enter_cwd(const struct plan *p) {
+  const char *cwd = p->cwd ? p->cwd : "/";
+  if (chdir(cwd) < 0) fail(errno, "chdir to cwd %s", cwd);
+  char buf[PATH_MAX];
+  if (!getcwd(buf, sizeof buf)) fail(errno, "cwd %s: getcwd (is it outside the container root?)", cwd);
+  if (buf[0] != '/') fail(ENOENT, "cwd %s resolves outside the container root", cwd);
+}
+
+/* Everything from 3 + preserve_fds up is closed on exec. */
+void close_fds(const struct plan *p) {
+  unsigned first = 3 + p->preserve_fds;
+  if (syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) fail(errno, "list /proc/self/fd to close inherited fds");
+  int self = dirfd(d);
+  for (struct dirent *e; (e = readdir(d));) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    int fd = atoi(e->d_name);
+    if (fd >= (int)first && fd != self) fd_cloexec(fd, true);
+  }
+  closedir(d);
+}
+
+void exec_process(struct run *r) {
+  execve(r->exe, r->plan->args.v, r->plan->env.v);
+  fail(errno, "exec %s", r->exe);
+}

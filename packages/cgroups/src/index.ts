@@ -1,0 +1,6 @@
+export * from './detect.js';
+export * from './paths.js';
+export * from './manager.js';
+export * from './stats.js';
+export * from './convert.js';
+export * from './devices.js';

@@ -1,0 +1,12 @@
+export type * from './types.js';
+export { encodePlan, decodeRecords } from './encode.js';
+export { planCreate, planExec, hostFs, keyringName } from './planner.js';
+export type { CreateContext, ExecContext, HostFs } from './planner.js';
+export { cgroupMountRecords, hierarchyDir } from './cgroupmounts.js';
+export type { CgroupMountInfo, CgroupV1Controller } from './cgroupmounts.js';
+export { CAP_NAMES, capMask, capName, capNames, capNumber } from './caps.js';
+export { RLIMITS, RLIM_INFINITY, rlimitNumber, rlimitValue } from './rlimits.js';
+export { MOUNT_OPTION_NAMES, MS, parseMountOptions, rootfsPropagationFlags } from './mountopts.js';
+export type { MountOptions } from './mountopts.js';
+export { SECCOMP_ARCH_NAMES, seccompRecords } from './seccomp.js';
+export { DEFAULT_DEVICES, defaultSymlinks, deviceRecords } from './devices.js';
