@@ -107,8 +107,11 @@ void set_caps(const struct plan *p) {
          (unsigned long long)p->caps[CAP_INHERITABLE]);
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
     fail(errno, "clear the ambient capabilities");
+  /* The kernel only lets a capability be ambient if it is permitted and inheritable;
+   * others are left out, as runc does (with a warning). */
+  uint64_t ambient = p->caps[CAP_AMBIENT] & p->caps[CAP_PERMITTED] & p->caps[CAP_INHERITABLE];
   for (int c = 0; c <= last_cap(); c++)
-    if ((p->caps[CAP_AMBIENT] & (1ULL << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
+    if ((ambient & (1ULL << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
       fail(errno, "raise ambient capability %d", c);
 }
 

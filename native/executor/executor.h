@@ -22,6 +22,7 @@ struct run {
 
 /* report.c: JSON-line messages on the sync fd, and failing. */
 void report_init(int sync_fd);
+void report_start_fd(int fd); /* exec fifo write end: failures after start are written there too */
 void report_child(int chan);           /* in the child: failures also notify the parent */
 void report_kill_on_fail(pid_t pid);   /* in the parent: a failure kills this pid */
 void stage(const char *name);          /* enter a stage and report it */

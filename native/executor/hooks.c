@@ -3,6 +3,7 @@
 #include "executor.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -19,12 +20,17 @@ static const char *event_name(enum hook_event e) {
 }
 
 /* Tells the caller to run its hooks now and waits for its "ok". */
+/* Stops for the caller's createRuntime hooks. The answer is "ok", optionally
+ * followed by a space and the OCI state JSON, which then replaces the plan's
+ * `state` for the hooks this process runs (the plan is written before the
+ * container's host pid is known; the caller knows it by now). */
 void hook_sync(struct run *r) {
   const char *event = r->plan->hook_sync;
   if (!event) return;
   report_hook(event);
-  char line[128];
-  size_t n = 0;
+  size_t cap = 256, n = 0;
+  char *line = malloc(cap);
+  if (!line) fail(ENOMEM, "hook %s: answer buffer", event);
   for (;;) {
     char c;
     ssize_t k = read(r->sync_fd, &c, 1);
@@ -32,10 +38,22 @@ void hook_sync(struct run *r) {
     if (k < 0) fail(errno, "hook %s: read the caller's answer", event);
     if (k == 0) fail(EPIPE, "hook %s: the caller closed the sync channel without an answer", event);
     if (c == '\n') break;
-    if (n < sizeof line - 1) line[n++] = c;
+    if (n + 1 >= cap) {
+      if (cap >= (1u << 20)) fail(E2BIG, "hook %s: the caller's answer is too long", event);
+      cap *= 2;
+      char *bigger = realloc(line, cap);
+      if (!bigger) fail(ENOMEM, "hook %s: answer buffer", event);
+      line = bigger;
+    }
+    line[n++] = c;
   }
   line[n] = '\0';
-  if (strcmp(line, "ok")) fail(ECANCELED, "hook %s: aborted by the caller (%s)", event, line);
+  if (!strncmp(line, "ok ", 3)) {
+    r->plan->state = line + 3; /* lives as long as the process */
+    return;
+  }
+  if (strcmp(line, "ok")) fail(ECANCELED, "hook %s: aborted by the caller (%.200s)", event, line);
+  free(line);
 }
 
 static long now_ms(void) {

@@ -104,6 +104,7 @@ static void child_run(struct run *r) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail(errno, "prctl PR_SET_PDEATHSIG");
   char go;
   if (chan_recv(r->chan, &go, NULL) != 1 || go != 'G') _exit(1); /* the executor failed or died */
+  stage_quiet("idmap");
   if (r->new_userns) become_ns_root();
 
   stage("session");
@@ -153,6 +154,8 @@ static void child_run(struct run *r) {
   set_caps(p);
   stage("no_new_privs");
   set_no_new_privs(p);
+  stage("cwd");
+  enter_cwd(p);
   stage("lookup");
   lookup_exe(r);
 
@@ -162,8 +165,6 @@ static void child_run(struct run *r) {
   wait_for_start(r);
   stage("hook");
   run_hooks(p, HOOK_START_CONTAINER);
-  stage("cwd");
-  enter_cwd(p);
   if (p->seccomp_late) {
     stage("seccomp");
     load_seccomp(p);

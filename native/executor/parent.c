@@ -77,6 +77,7 @@ static _Noreturn void finish(struct state *s, int status) {
 
 void parent_run(struct run *r) {
   struct state s = { .r = r };
+  signal(SIGPIPE, SIG_IGN); /* a closed stdout must not kill the process's parent (the child is already cloned) */
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGCHLD);

@@ -29,16 +29,13 @@ static const char *getenv_in(char **env, const char *name) {
   return NULL;
 }
 
-/* 0 if path (relative ones taken from cwd) is an executable regular file, else an errno. */
-static int executable(const char *cwd, const char *path) {
-  char *full = path[0] == '/' ? xstrdup(path) : xasprintf("%s/%s", cwd, path);
+/* 0 if path (relative to the process's cwd, already entered) is an executable regular file, else an errno. */
+static int executable(const char *path) {
   struct stat st;
-  int err = 0;
-  if (stat(full, &st) < 0) err = errno;
-  else if (S_ISDIR(st.st_mode)) err = EISDIR;
-  else if (!S_ISREG(st.st_mode) || faccessat(AT_FDCWD, full, X_OK, AT_EACCESS) < 0) err = EACCES;
-  free(full);
-  return err;
+  if (stat(path, &st) < 0) return errno;
+  if (S_ISDIR(st.st_mode)) return EISDIR;
+  if (!S_ISREG(st.st_mode) || faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) < 0) return EACCES;
+  return 0;
 }
 
 /* Resolves args[0] as execvp would, with the PATH of the process's env, so that a
@@ -46,9 +43,8 @@ static int executable(const char *cwd, const char *path) {
 void lookup_exe(struct run *r) {
   struct plan *p = r->plan;
   const char *arg0 = p->args.v[0];
-  const char *cwd = p->cwd ? p->cwd : "/";
   if (strchr(arg0, '/')) {
-    int err = executable(cwd, arg0);
+    int err = executable(arg0);
     if (err) fail(err, "exec: \"%s\"", arg0);
     r->exe = xstrdup(arg0);
     return;
@@ -59,7 +55,7 @@ void lookup_exe(struct run *r) {
     /* strsep keeps empty entries, which mean the working directory */
     for (char *dir = strsep(&copy, ":"); dir; dir = strsep(&copy, ":")) {
       char *cand = xasprintf("%s/%s", *dir ? dir : ".", arg0);
-      if (executable(cwd, cand) == 0) {
+      if (executable(cand) == 0) {
         r->exe = cand;
         return;
       }
@@ -70,6 +66,10 @@ void lookup_exe(struct run *r) {
 }
 
 /* Blocks until `start` opens the fifo for reading. */
+/* Blocks until `start` opens the exec fifo for reading, then writes "0". The
+ * write end stays open (close-on-exec) until execve: `start` reads to EOF, so
+ * it sees a clean EOF when the process runs, or the text of any failure in
+ * between (a startContainer hook, execve itself), which fail() writes here. */
 void wait_for_start(struct run *r) {
   if (r->fifo_fd < 0) return;
   char path[64];
@@ -80,9 +80,9 @@ void wait_for_start(struct run *r) {
   ssize_t n;
   do n = write(fd, "0", 1); while (n < 0 && errno == EINTR);
   if (n != 1) fail(n < 0 ? errno : EIO, "write to exec fifo %s", r->plan->exec_fifo);
-  close(fd);
   close(r->fifo_fd);
   r->fifo_fd = -1;
+  report_start_fd(fd);
 }
 
 /* chdir, then make sure the directory is reachable from the root: a cwd that
@@ -91,7 +91,10 @@ void enter_cwd(const struct plan *p) {
   const char *cwd = p->cwd ? p->cwd : "/";
   if (chdir(cwd) < 0) fail(errno, "chdir to cwd %s", cwd);
   char buf[PATH_MAX];
-  if (!getcwd(buf, sizeof buf)) fail(errno, "cwd %s: getcwd (is it outside the container root?)", cwd);
+  if (!getcwd(buf, sizeof buf)) {
+    if (errno == ENOENT) fail(ENOENT, "cwd %s resolves outside the container root", cwd);
+    fail(errno, "getcwd in cwd %s", cwd);
+  }
   if (buf[0] != '/') fail(ENOENT, "cwd %s resolves outside the container root", cwd);
 }
 

@@ -16,8 +16,10 @@ static int sync_fd = -1;
 static int chan_fd = -1;
 static pid_t victim;
 static const char *stage_name = "plan";
+static int start_fd = -1; /* exec fifo write end, once start has opened it */
 
 void report_init(int fd) { sync_fd = fd; }
+void report_start_fd(int fd) { start_fd = fd; }
 void report_child(int chan) { chan_fd = chan; victim = 0; }
 void report_kill_on_fail(pid_t pid) { victim = pid; }
 const char *current_stage(void) { return stage_name; }
@@ -131,6 +133,16 @@ void fail(int err, const char *fmt, ...) {
     snprintf(msg + n, sizeof msg - (size_t)n, ": %s", et);
   }
   report_error(stage_name, err, msg);
+  if (start_fd >= 0) {
+    /* `start` is reading the fifo: it shows this as its own error. */
+    size_t len = strlen(msg);
+    while (len > 0) {
+      ssize_t w = write(start_fd, msg, len);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;
+      len -= (size_t)w;
+    }
+  }
   if (chan_fd >= 0) chan_send(chan_fd, 'E', -1);
   if (victim > 0) {
     kill(victim, SIGKILL);

@@ -188,6 +188,11 @@ export async function makeRootfs(dest: string): Promise<Rootfs> {
     if (r.code !== 0) throw new Error(`copying the rootfs failed: ${show(r)}`);
     return { path: dest, source: built, hasProbe: existsSync(join(dest, 'probe')) };
   }
+  return makeBusyboxRootfs(dest);
+}
+
+/** A minimal root filesystem at `dest` from the host's static busybox, with its applet links. */
+export function makeBusyboxRootfs(dest: string): Rootfs {
   const busybox = '/bin/busybox';
   for (const d of ['bin', 'etc', 'dev', 'proc', 'sys', 'tmp', 'root', 'home/user', 'run']) {
     mkdirSync(join(dest, d), { recursive: true });

@@ -13,7 +13,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, 
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  cgroupExists, findProcesses, hostProblem, inPty, interposeArgvLog, killPids, makeRootfs, makeTempDir,
+  cgroupExists, findProcesses, mountsUnder, hostProblem, inPty, interposeArgvLog, killPids, makeRootfs, makeTempDir,
   removeCgroupTree, rmdirIfEmpty, run, runtimesUnderTest, show, unmountUnder, waitFor,
 } from './_harness.js';
 import type { Result, Rootfs, Runtime } from './_harness.js';
@@ -95,7 +95,7 @@ class Containerd {
     }
   }
 
-  ctr(args: readonly string[], timeoutMs = 30_000): Promise<Result> {
+  cli(args: readonly string[], timeoutMs = 30_000): Promise<Result> {
     return run(['ctr', '--address', this.socket, '-n', NAMESPACE, ...args], { timeoutMs });
   }
 
@@ -114,7 +114,7 @@ class Containerd {
 
   /** task ls as {id: [pid, status]}. */
   async tasks(): Promise<Map<string, [string, string]>> {
-    const r = await this.ctr(['task', 'ls']);
+    const r = await this.cli(['task', 'ls']);
     assert.equal(r.code, 0, show(r));
     const out = new Map<string, [string, string]>();
     for (const line of r.stdout.split('\n').slice(1)) {
@@ -135,12 +135,12 @@ class Containerd {
   async stop(runtimePath: string): Promise<string[]> {
     const problems: string[] = [];
     if (this.child && this.child.exitCode === null && this.child.signalCode === null) {
-      const ls = await this.ctr(['containers', 'ls', '-q'], 10_000);
+      const ls = await this.cli(['containers', 'ls', '-q'], 10_000);
       for (const id of ls.stdout.split('\n').map((s) => s.trim()).filter((s) => s !== '')) {
-        await this.ctr(['task', 'kill', '-s', 'SIGKILL', id], 10_000);
+        await this.cli(['task', 'kill', '-s', 'SIGKILL', id], 10_000);
         await waitFor(async () => (await this.taskStatus(id).catch(() => undefined)) !== 'RUNNING', 5_000);
-        await this.ctr(['task', 'delete', '--force', id], 10_000);
-        await this.ctr(['containers', 'rm', id], 10_000);
+        await this.cli(['task', 'delete', '--force', id], 10_000);
+        await this.cli(['containers', 'rm', id], 10_000);
       }
       const child = this.child;
       const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -170,8 +170,10 @@ function suite(rt: Runtime): void {
   const skip = HOST_PROBLEM ?? rt.skip;
   describe(`ctr run --runc-binary ${rt.label}`, { skip: skip ?? false, timeout: 150_000 }, () => {
     let dir = '';
-    let containerd: Containerd;
+    let containerd: Containerd | undefined;
     let rootfs: Rootfs;
+    /** The started containerd, for the cases. */
+    let ctr: Containerd;
     let cgroupWasThere = true;
     let createdShimDirs: string[] = [];
 
@@ -179,96 +181,113 @@ function suite(rt: Runtime): void {
       cgroupWasThere = cgroupExists(`/${NAMESPACE}`);
       createdShimDirs = SHIM_SOCKET_DIRS.filter((d) => !existsSync(d));
       dir = makeTempDir('ctr');
-      containerd = new Containerd(dir, interposeArgvLog(rt, dir));
+      const c = new Containerd(dir, interposeArgvLog(rt, dir));
+      containerd = c;
       rootfs = await makeRootfs(join(dir, 'rootfs'));
-      await containerd.start();
+      await c.start();
+      ctr = c;
     });
 
     after(async () => {
       if (dir === '') return;
-      const problems = await containerd.stop(rt.path);
+      const problems = containerd ? await containerd.stop(rt.path) : [];
       if (!cgroupWasThere) {
         const left = await removeCgroupTree(`/${NAMESPACE}`);
         if (left.length > 0) problems.push(`cgroups left: ${left.join(', ')}`);
       }
       rmdirIfEmpty(createdShimDirs);
-      if (problems.length === 0) rmSync(dir, { recursive: true, force: true });
+      // Never delete through a mount that would not go away.
+      if (mountsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
       assert.deepEqual(problems, [], `clean-up of ${dir}`);
     });
 
     it('run --rm --rootfs prints the output', async () => {
-      const r = await containerd.run(['--rm'], rootfs.path, 'echo1', ['/bin/echo', 'hi']);
+      const r = await ctr.run(['--rm'], rootfs.path, 'echo1', ['/bin/echo', 'hi']);
       assert.equal(r.code, 0, show(r));
       assert.equal(r.stdout, 'hi\n', show(r));
     });
 
     it('passes the exit code through', async () => {
-      const r = await containerd.run(['--rm'], rootfs.path, 'exit3', ['/bin/sh', '-c', 'exit 3']);
+      const r = await ctr.run(['--rm'], rootfs.path, 'exit3', ['/bin/sh', '-c', 'exit 3']);
       assert.equal(r.code, 3, show(r));
     });
 
     it('a runtime error reaches ctr (the shim reads it from --log log.json)', async () => {
-      const r = await containerd.run(['--rm'], rootfs.path, 'missing', ['/nonexistent']);
+      const r = await ctr.run(['--rm'], rootfs.path, 'missing', ['/nonexistent']);
       assert.notEqual(r.code, 0, show(r));
       assert.match(r.stderr, /OCI runtime create failed: .*nonexistent/, show(r));
-      const ls = await containerd.ctr(['containers', 'ls', '-q']);
-      if (ls.stdout.includes('missing')) await containerd.ctr(['containers', 'rm', 'missing']);
+      const ls = await ctr.cli(['containers', 'ls', '-q']);
+      if (ls.stdout.includes('missing')) await ctr.cli(['containers', 'rm', 'missing']);
+    });
+
+    it('sets env and cwd; --read-only makes / read-only', async () => {
+      const r = await ctr.run(['--rm', '--env', 'FOO=bar baz', '--cwd', '/tmp', '--read-only'], rootfs.path, 'envcwd', [
+        '/bin/sh', '-c', 'echo "$FOO|$(pwd)|$(id -u)"; touch /x 2>&1; echo "rc=$?"',
+      ]);
+      assert.equal(r.code, 0, show(r));
+      assert.match(r.stdout, /^bar baz\|\/tmp\|0\n/, show(r));
+      assert.match(r.stdout, /Read-only file system/, show(r));
+      assert.match(r.stdout, /rc=1\n/, show(r));
     });
 
     it('run -d, task ls/exec/ps/pause/resume/kill/delete, containers ls/info/rm', async () => {
       const id = 'detached';
-      const started = await containerd.run(['-d'], rootfs.path, id, ['/bin/sleep', '1000']);
+      const started = await ctr.run(['-d'], rootfs.path, id, ['/bin/sleep', '1000']);
       assert.equal(started.code, 0, show(started));
-      const task = (await containerd.tasks()).get(id);
+      const task = (await ctr.tasks()).get(id);
       assert.ok(task, `task ${id} missing from task ls`);
       const [pid, status] = task;
       assert.equal(status, 'RUNNING');
       assert.match(pid, /^\d+$/);
       assert.equal(readFileSync(`/proc/${pid}/comm`, 'utf8').trim(), 'sleep', `the task's pid ${pid} is the container's sleep`);
 
-      const x = await containerd.ctr(['task', 'exec', '--fifo-dir', containerd.fifoDir, '--exec-id', 'e1', id, '/bin/echo', 'x']);
+      const x = await ctr.cli(['task', 'exec', '--fifo-dir', ctr.fifoDir, '--exec-id', 'e1', id, '/bin/echo', 'x']);
       assert.equal(x.code, 0, show(x));
       assert.equal(x.stdout, 'x\n', show(x));
-      const five = await containerd.ctr(['task', 'exec', '--fifo-dir', containerd.fifoDir, '--exec-id', 'e2', id, '/bin/sh', '-c', 'exit 5']);
+      const five = await ctr.cli(['task', 'exec', '--fifo-dir', ctr.fifoDir, '--exec-id', 'e2', id, '/bin/sh', '-c', 'exit 5']);
       assert.equal(five.code, 5, show(five));
 
-      const ps = await containerd.ctr(['task', 'ps', id]);
+      const user = await ctr.cli(['task', 'exec', '--fifo-dir', ctr.fifoDir, '--exec-id', 'e3', '--user', '1000', '--cwd', '/tmp', id, '/bin/sh', '-c', 'echo "$(id -u) $(pwd)"']);
+      assert.equal(user.code, 0, show(user));
+      assert.equal(user.stdout, '1000 /tmp\n', show(user));
+
+      const ps = await ctr.cli(['task', 'ps', id]);
       assert.equal(ps.code, 0, show(ps));
       assert.ok(ps.stdout.split('\n').some((l) => l.trim().split(/\s+/)[0] === pid), show(ps));
 
-      const pause = await containerd.ctr(['task', 'pause', id]);
+      const pause = await ctr.cli(['task', 'pause', id]);
       assert.equal(pause.code, 0, show(pause));
-      assert.equal(await containerd.taskStatus(id), 'PAUSED');
-      const resume = await containerd.ctr(['task', 'resume', id]);
+      assert.equal(await ctr.taskStatus(id), 'PAUSED');
+      const resume = await ctr.cli(['task', 'resume', id]);
       assert.equal(resume.code, 0, show(resume));
-      assert.equal(await containerd.taskStatus(id), 'RUNNING');
+      assert.equal(await ctr.taskStatus(id), 'RUNNING');
 
-      const kill = await containerd.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+      const kill = await ctr.cli(['task', 'kill', '-s', 'SIGKILL', id]);
       assert.equal(kill.code, 0, show(kill));
-      assert.ok(await waitFor(async () => (await containerd.taskStatus(id)) === 'STOPPED', 10_000), 'task did not reach STOPPED within 10 s');
-      const del = await containerd.ctr(['task', 'delete', id]);
+      assert.ok(await waitFor(async () => (await ctr.taskStatus(id)) === 'STOPPED', 10_000), 'task did not reach STOPPED within 10 s');
+      const del = await ctr.cli(['task', 'delete', id]);
       assert.equal(del.code, 0, show(del));
-      assert.equal((await containerd.tasks()).has(id), false, 'task still listed after task delete');
+      assert.equal((await ctr.tasks()).has(id), false, 'task still listed after task delete');
       assert.equal(existsSync(`/proc/${pid}`), false, `pid ${pid} still exists`);
 
-      const ls = await containerd.ctr(['containers', 'ls', '-q']);
+      const ls = await ctr.cli(['containers', 'ls', '-q']);
       assert.ok(ls.stdout.split('\n').includes(id), show(ls));
-      const info = await containerd.ctr(['containers', 'info', id]);
+      const info = await ctr.cli(['containers', 'info', id]);
       assert.equal(info.code, 0, show(info));
       const parsed = JSON.parse(info.stdout) as { ID?: unknown; Runtime?: { Name?: unknown } };
       assert.equal(parsed.ID, id);
       assert.equal(parsed.Runtime?.Name, 'io.containerd.runc.v2');
-      const rm = await containerd.ctr(['containers', 'rm', id]);
+      const rm = await ctr.cli(['containers', 'rm', id]);
       assert.equal(rm.code, 0, show(rm));
-      const remaining = await containerd.ctr(['containers', 'ls', '-q']);
+      const remaining = await ctr.cli(['containers', 'ls', '-q']);
       assert.ok(!remaining.stdout.split('\n').includes(id), show(remaining));
     });
 
     it('-t gives the process a terminal and passes its exit code', { skip: HAVE_SCRIPT ? false : 'util-linux script is not installed' }, async () => {
-      const tty = await run(inPty(containerd.runArgv(['--rm', '-t'], rootfs.path, 'tty1', ['/bin/tty'])));
+      const tty = await run(inPty(ctr.runArgv(['--rm', '-t'], rootfs.path, 'tty1', ['/bin/tty'])));
       assert.equal(tty.code, 0, show(tty));
       assert.match(tty.stdout, /\/dev\/pts\/\d+/, show(tty));
-      const code = await run(inPty(containerd.runArgv(['--rm', '-t'], rootfs.path, 'tty2', ['/bin/sh', '-c', 'exit 7'])));
+      const code = await run(inPty(ctr.runArgv(['--rm', '-t'], rootfs.path, 'tty2', ['/bin/sh', '-c', 'exit 7'])));
       assert.equal(code.code, 7, show(code));
     });
   });

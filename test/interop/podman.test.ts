@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { basename, join } from 'node:path';
 import {
   findProcesses, hardLimit, hostProblem, inPty, interposeArgvLog, killPids, makeRootfs, makeTempDir,
-  removeCgroupTree, removeIfCreated, rmdirIfEmpty, run, runtimesUnderTest, show, unmountUnder,
+  mountsUnder, removeCgroupTree, removeIfCreated, run, runtimesUnderTest, show, unmountUnder,
 } from './_harness.js';
 import type { Result, Rootfs, Runtime } from './_harness.js';
 
@@ -166,7 +166,8 @@ function suite(rt: Runtime): void {
       if (dir === '') return;
       const problems = await podman.cleanUp(rt.path);
       removeIfCreated(createdSystemPaths);
-      if (problems.length === 0) rmSync(dir, { recursive: true, force: true });
+      // Never delete through a mount that would not go away.
+      if (mountsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
       assert.deepEqual(problems, [], `clean-up of ${dir}`);
     });
 

@@ -145,6 +145,7 @@ export class Runtime {
           const st = hookState(rec, 'creating');
           await runHooks('prestart', spec.hooks?.prestart, st);
           await runHooks('createRuntime', spec.hooks?.createRuntime, st);
+          return st;
         },
       });
       pid = rec.pid = handle.pid;
@@ -305,22 +306,40 @@ export class Runtime {
   }
 }
 
-/** Read the start byte from the exec fifo; the container's process writes it just before execve. */
+/**
+ * Read the exec fifo to its end. The container's process writes "0" when
+ * start opens the fifo, and keeps the write end open until execve: a clean
+ * EOF after the "0" means the process runs; any text after it is the failure
+ * that stopped it (a startContainer hook, execve itself).
+ */
 async function readFifo(fd: number, rec: ContainerRecord): Promise<void> {
-  const buf = Buffer.alloc(1);
+  const buf = Buffer.alloc(4096);
+  const got: Buffer[] = [];
+  let started = false;
   let delay = 1;
   for (;;) {
+    let n = -1;
     try {
-      const n = readSync(fd, buf, 0, 1, null);
-      if (n === 1) return;
+      n = readSync(fd, buf, 0, buf.length, null);
     } catch (e) {
       if (errnoCode(e) !== 'EAGAIN') throw e;
     }
-    if (!processAlive(rec.pid, rec.pidStartTime)) {
+    if (n > 0) {
+      got.push(Buffer.from(buf.subarray(0, n)));
+      started = true;
+      delay = 1;
+      continue;
+    }
+    if (n === 0 && started) break; // the writer closed: exec happened or it failed
+    if (n === 0 && !processAlive(rec.pid, rec.pidStartTime)) {
       throw failedPrecondition('cannot start a container that has stopped');
     }
     await sleep(delay);
     delay = Math.min(delay * 2, 20);
+  }
+  const text = Buffer.concat(got).toString('utf8');
+  if (text !== '0') {
+    throw failedPrecondition(`unable to start container process: ${text.startsWith('0') ? text.slice(1) : text}`);
   }
 }
 
@@ -351,8 +370,13 @@ function isDir(p: string): boolean {
   try { return statSync(p).isDirectory(); } catch { return false; }
 }
 
+/**
+ * The exec fifo is writable by all (0622, as runc makes it): the container's
+ * process opens it for writing after it has taken the container's user,
+ * which need not be root nor have CAP_DAC_OVERRIDE. Its directory is 0711.
+ */
 function mkfifo(path: string): void {
-  const r = spawnSync('mkfifo', ['-m', '0600', path], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const r = spawnSync('mkfifo', ['-m', '0622', path], { stdio: ['ignore', 'ignore', 'pipe'] });
   if (r.status !== 0) throw failedPrecondition(`mkfifo ${path}: ${r.stderr?.toString().trim() || r.error?.message}`);
 }
 

@@ -29,6 +29,7 @@ interface Box { dir: string; rootfs: string }
 /** A temp dir with rootfs/ holding busybox and its applets; removed after the test. */
 function makeBox(t: TestContext): Box {
   const dir = mkdtempSync(join(tmpdir(), 'berth-exec-'));
+  spawnSync('chmod', ['0755', dir]); // reachable from a user namespace
   const rootfs = join(dir, 'rootfs');
   for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp', 'etc']) mkdirSync(join(rootfs, d), { recursive: true });
   copyFileSync('/bin/busybox', join(rootfs, 'bin/busybox'));
@@ -122,7 +123,7 @@ const sh = (script: string): PlanRecord => ({ tag: 'args', args: ['sh', '-c', sc
 test('new pid, mnt, uts, ipc and net namespaces: pid 1, hostname set', { skip }, async (t) => {
   const b = makeBox(t);
   const r = await run(t, b, [...basePlan(b), { tag: 'hostname', name: 'boxy' },
-    sh('echo pid=$$; hostname; readlink /proc/self/ns/net /proc/self/ns/ipc /proc/self/ns/mnt')]);
+    sh('echo pid=$$; hostname; for n in net ipc mnt; do readlink /proc/self/ns/$n; done')]);
   assert.equal(r.code, 0, r.err);
   const lines = r.out.trim().split('\n');
   assert.equal(lines[0], 'pid=1');
@@ -204,13 +205,15 @@ test('exec fifo: the process waits until the fifo is opened for reading', { skip
   const out = openSync(outPath, 'w');
   t.after(() => closeSync(out));
   const h = await startExecutor([...basePlan(b), { tag: 'exec_fifo', path: fifo },
-    sh('echo started > /dev/stdout')], { stdio: ['ignore', out, out] });
+    sh('echo started')], { stdio: ['ignore', out, out] });
   t.after(() => killQuietly(h.pid));
   assert.equal(await h.exited, 0, 'the executor exits 0 once the process is ready');
   assert.ok(h.pid > 0);
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(readFileSync(outPath, 'utf8'), '', 'nothing runs before start');
   assert.ok(existsSync(`/proc/${h.pid}`), 'the process is alive, blocked on the fifo');
+  // Until execve it runs from the sealed memfd copy, never from the binary on disk (CVE-2019-5736).
+  assert.match(readlinkSync(`/proc/${h.pid}/exe`), /^\/memfd:berth-executor/);
   const rd = openSync(fifo, fsc.O_RDONLY | fsc.O_NONBLOCK);
   t.after(() => closeSync(rd));
   const one = Buffer.alloc(4);
@@ -324,7 +327,7 @@ for (const late of [false, true]) {
       { tag: 'seccomp_default', action: 'allow', errno: 0 },
       { tag: 'seccomp_arch', name: 'x86_64' },
       ...rules,
-      // an argument condition: personality(0xffffffff) (a query) gets EINVAL... only if equal
+      // a rule with an argument condition loads too (it matches nothing the script does)
       { tag: 'seccomp_rule', action: 'errno', errno: 22, syscall: 'personality',
         args: [{ index: 0, op: 'EQ', value: 0x12345n, valueTwo: 0n }] },
       ...(late ? [{ tag: 'no_new_privs' } as const, { tag: 'seccomp_late' } as const] : []),
@@ -398,9 +401,7 @@ test('exec into a running container joins its namespaces by path', { skip }, asy
   t.after(() => killQuietly(first.pid));
   const pid = first.pid;
   const plan: Plan = [{ tag: 'version', version: 1 },
-    ...(['user', 'ipc', 'uts', 'net', 'pid', 'mnt'] as const)
-      .filter((ns) => ns !== 'user')
-      .map((type): PlanRecord => ({ tag: 'ns', type, path: `/proc/${pid}/ns/${type}` })),
+    ...(['ipc', 'uts', 'net', 'pid', 'mnt'] as const).map((type): PlanRecord => ({ tag: 'ns', type, path: `/proc/${pid}/ns/${type}` })),
     { tag: 'env', value: 'PATH=/bin' }, { tag: 'cwd', path: '/' },
     sh('hostname; cat /marker; echo pid=$$; ls /proc | grep -c "^[0-9]"')];
   const r = await run(t, b, plan);
@@ -487,4 +488,27 @@ test('hooks: a failing hook, a hook timeout and a refused createRuntime fail the
   await rejectsWith(startExecutor([...basePlan(b), { tag: 'hook_sync', event: 'createRuntime' }, sh('true')],
     { ...io, onHook: async () => { throw new Error('prestart hook failed'); } }),
   'hook', 0, 'hook createRuntime: prestart hook failed');
+});
+
+test('the container process dies when the executor dies before ready', { skip }, async (t) => {
+  const b = makeBox(t);
+  let childPid = 0;
+  let hookSeen!: () => void;
+  const atHook = new Promise<void>((r) => { hookSeen = r; });
+  const p = startExecutor([...basePlan(b), { tag: 'hook_sync', event: 'createRuntime' }, sh('true')], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+    onMessage: (m) => { if (m.type === 'pid') childPid = m.pid; },
+    onHook: () => { hookSeen(); return new Promise<void>(() => undefined); }, // never answered
+  });
+  p.catch(() => undefined);
+  await atHook;
+  t.after(() => killQuietly(childPid));
+  assert.ok(childPid > 0 && existsSync(`/proc/${childPid}`));
+  // The executor is the ChildProcess behind the promise; find it through the child's parent.
+  const ppid = Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${childPid}/status`, 'utf8'))?.[1]);
+  process.kill(ppid, 'SIGKILL');
+  await until('the container process to die', () => {
+    try { return /^State:\s+Z/m.test(readFileSync(`/proc/${childPid}/status`, 'utf8')); } catch { return true; }
+  });
+  await assert.rejects(p, /before the container process was ready/);
 });

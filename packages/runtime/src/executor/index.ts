@@ -33,8 +33,12 @@ export interface ExecutorOptions {
   extraFds?: number[];
   /** fds 0..2 of the executor (and of the container process unless it has a terminal). */
   stdio?: ('inherit' | 'ignore' | number)[];
-  /** Called on a `hook` message (createRuntime); the executor continues once it resolves. */
-  onHook?: (event: string) => Promise<void>;
+  /**
+   * Called on a `hook` message (createRuntime); the executor continues once it
+   * resolves. A string result is the OCI state JSON the executor then gives to
+   * the hooks it runs itself (createContainer, startContainer).
+   */
+  onHook?: (event: string) => Promise<void | string>;
   /** Every message, as it arrives. */
   onMessage?: (m: ExecutorMessage) => void;
   env?: NodeJS.ProcessEnv;
@@ -167,7 +171,7 @@ export function startExecutor(plan: Plan, opts: ExecutorOptions = {}): Promise<E
         ? handler(event)
         : Promise.reject(new Error(`no handler for hook ${event}`));
       run.then(
-        () => { if (!sync.destroyed) sync.write('ok\n'); },
+        (state) => { if (!sync.destroyed) sync.write(typeof state === 'string' ? `ok ${state.replace(/\n/g, ' ')}\n` : 'ok\n'); },
         (e: unknown) => {
           if (!sync.destroyed) sync.write('abort\n');
           const msg = e instanceof Error ? e.message : String(e);

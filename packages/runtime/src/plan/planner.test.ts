@@ -457,11 +457,11 @@ const cases: Case[] = [
     ],
   },
   {
-    name: 'hooks: the given state JSON is passed as is; no hook_sync without createRuntime hooks',
+    name: 'hooks: the given state JSON is passed as is; hooks the executor runs make it stop for the state with the pid',
     spec: cfg((s) => { s.hooks = { startContainer: [{ path: '/bin/sc' }], poststop: [{ path: '/bin/x' }] }; }),
     ctx: { hookState: '{"id":"c1"}' },
     tags: ['hook_sync', 'state'],
-    want: [{ tag: 'state', json: '{"id":"c1"}' }],
+    want: [{ tag: 'hook_sync', event: 'createRuntime' }, { tag: 'state', json: '{"id":"c1"}' }],
   },
   {
     name: 'SELinux mount label goes into the data of filesystems that take it',

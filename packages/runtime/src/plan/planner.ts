@@ -108,6 +108,7 @@ export function planCreate(spec: Spec, ctx: CreateContext): Plan {
   if (spec.root === undefined) throw invalid('root: required to create a container');
   if (!posix.isAbsolute(ctx.bundle)) throw invalid(`bundle: ${JSON.stringify(ctx.bundle)} is not an absolute path`);
 
+  refuseUnsupported(spec);
   const plan: Plan = [{ tag: 'version', version: 1 }];
   for (const file of ctx.cgroupProcsFiles ?? []) plan.push({ tag: 'cgroup_join', file });
 
@@ -168,9 +169,12 @@ export function planCreate(spec: Spec, ctx: CreateContext): Plan {
     plan.push(...defaultSymlinks(fs.kind('/proc/kcore') !== 'missing'));
   }
 
-  // Hooks: createRuntime and prestart run in the runtime; the executor stops for them.
+  // Hooks: createRuntime and prestart run in the runtime; the executor stops for them. It
+  // also stops when it runs hooks itself, to get the state with the container's host pid.
   const hooks = spec.hooks ?? {};
-  if ((hooks.createRuntime?.length ?? 0) + (hooks.prestart?.length ?? 0) > 0) {
+  const hookCount = (hooks.createRuntime?.length ?? 0) + (hooks.prestart?.length ?? 0) +
+    (hooks.createContainer?.length ?? 0) + (hooks.startContainer?.length ?? 0);
+  if (hookCount > 0) {
     plan.push({ tag: 'hook_sync', event: 'createRuntime' });
   }
   const hookRecs = [
@@ -214,6 +218,24 @@ export function planCreate(spec: Spec, ctx: CreateContext): Plan {
   if (ctx.preserveFds) plan.push({ tag: 'preserve_fds', n: ctx.preserveFds });
   if (ctx.wait) plan.push({ tag: 'wait' });
   return plan;
+}
+
+/**
+ * Settings berth-runc cannot honour yet. A runtime that quietly ran a
+ * container without them would lie about its isolation or scheduling, so
+ * they are refused by name.
+ */
+function refuseUnsupported(spec: Spec): void {
+  const linux = spec.linux ?? {};
+  const refuse = (field: string, present: unknown): void => {
+    if (present !== undefined && present !== null) throw notImplemented(`${field}: not supported by berth-runc yet`);
+  };
+  refuse('process.scheduler', spec.process?.scheduler);
+  refuse('process.ioPriority', spec.process?.ioPriority);
+  refuse('process.execCPUAffinity', spec.process?.execCPUAffinity);
+  refuse('linux.memoryPolicy', linux.memoryPolicy);
+  refuse('linux.intelRdt', linux.intelRdt);
+  if (linux.netDevices !== undefined && Object.keys(linux.netDevices).length > 0) refuse('linux.netDevices', linux.netDevices);
 }
 
 function namespaceMap(list: readonly LinuxNamespace[]): Map<LinuxNamespaceType, string> {
