@@ -313,6 +313,8 @@ int act_exe_watch(const char *seconds)
 		int pid;
 		int fd;
 		bool done;
+		dev_t dev;
+		ino_t ino;
 		char link[256];
 	} w[MAX_WATCH];
 	int nw = 0;
@@ -340,25 +342,33 @@ int act_exe_watch(const char *seconds)
 			int pid = atoi(e->d_name);
 			if (pid <= 0 || pid == getpid())
 				continue;
-			bool known = false;
-			for (int i = 0; i < nw; i++)
-				if (w[i].pid == pid)
-					known = true;
-			if (known || nw >= MAX_WATCH)
+			if (nw >= MAX_WATCH)
 				continue;
 			char path[64];
 			snprintf(path, sizeof path, "/proc/%d/exe", pid);
+			/* A pid is tracked once per executable it runs: a runtime's helper
+			 * first, then what it executes. */
 			int fd = open(path, O_PATH | O_CLOEXEC);
 			if (fd < 0)
 				continue;
 			struct stat st;
-			if (fstat(fd, &st) == 0 && st.st_dev == self.st_dev && st.st_ino == self.st_ino) {
+			if (fstat(fd, &st) < 0 || (st.st_dev == self.st_dev && st.st_ino == self.st_ino)) {
+				close(fd);
+				continue;
+			}
+			bool known = false;
+			for (int i = 0; i < nw; i++)
+				if (w[i].pid == pid && w[i].dev == st.st_dev && w[i].ino == st.st_ino)
+					known = true;
+			if (known) {
 				close(fd);
 				continue;
 			}
 			w[nw].pid = pid;
 			w[nw].fd = fd;
 			w[nw].done = false;
+			w[nw].dev = st.st_dev;
+			w[nw].ino = st.st_ino;
 			ssize_t n = readlink(path, w[nw].link, sizeof w[nw].link - 1);
 			w[nw].link[n < 0 ? 0 : n] = '\0';
 			nw++;

@@ -255,15 +255,28 @@ const events: Command = async ({ rt, out }, argv) => {
   const [id] = need(p, 'events', 1);
   const interval = parseDuration(str(p, 'interval') ?? '5s');
   if (interval <= 0) throw invalid('duration interval must be greater than 0');
-  const rec = rt.load(id as string);
   if (bool(p, 'stats')) {
     out(JSON.stringify({ type: 'stats', id, data: await rt.stats(id as string) }) + '\n');
     return 0;
   }
+  // Stats every interval; an "oom" event as soon as the OOM killer strikes (checked every 100 ms).
+  const rec = rt.load(id as string);
+  let ooms = await rt.oomCount(id as string);
+  let nextStats = 0;
   while (processAlive(rec.pid, rec.pidStartTime)) {
-    out(JSON.stringify({ type: 'stats', id, data: await rt.stats(id as string) }) + '\n');
-    await sleep(interval);
+    const n = await rt.oomCount(id as string).catch(() => ooms);
+    if (n > ooms) out(JSON.stringify({ type: 'oom', id }) + '\n');
+    ooms = n;
+    if (Date.now() >= nextStats) {
+      const data = await rt.stats(id as string).catch(() => undefined);
+      if (data === undefined) break;
+      out(JSON.stringify({ type: 'stats', id, data }) + '\n');
+      nextStats = Date.now() + interval;
+    }
+    await sleep(Math.min(100, interval));
   }
+  // The process may have died of the OOM kill itself: report it before ending.
+  if ((await rt.oomCount(id as string).catch(() => ooms)) > ooms) out(JSON.stringify({ type: 'oom', id }) + '\n');
   return 0;
 };
 

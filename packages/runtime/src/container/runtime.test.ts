@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, cpSync, writeFileSync, readFileSync, chmodSync } f
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
 import { Runtime } from './runtime.js';
 import { defaultSpec } from '../spec/index.js';
 import type { Spec } from '@berth/spec';
@@ -87,4 +88,21 @@ test('a container whose process runs as a non-root user without capabilities sta
   const status = readFileSync(`/proc/${st.pid}/status`, 'utf8');
   assert.match(status, /^Uid:\s+1000\s/m);
   assert.match(status, /^CapEff:\s+0+$/m);
+});
+
+test('events reports an OOM kill, also when it killed the container process itself', async (t) => {
+  const { dir, rt } = bundle(t, (s) => {
+    if (!s.process || !s.linux) return;
+    // The shell holds the whole output of the pipe: it is the one the OOM killer picks.
+    s.process.args = ['sh', '-c', 'sleep 1; x=$(head -c 200000000 /dev/zero | tr "\\0" a); sleep 5'];
+    s.linux.resources = { ...(s.linux.resources ?? {}), memory: { limit: 32 << 20, swap: 32 << 20 } };
+  });
+  await rt.create('oomer', { bundle: dir });
+  await rt.start('oomer');
+  const cli = fileURLToPath(new URL('../../bin/berth-runc.js', import.meta.url));
+  const r = spawnSync(process.execPath, [cli, '--root', rt.root, 'events', '--interval', '1s', 'oomer'], { encoding: 'utf8', timeout: 20_000 });
+  const types = r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { type: string }).type);
+  assert.ok(types.includes('stats'), r.stdout);
+  assert.ok(types.includes('oom'), r.stdout + r.stderr);
+  assert.ok(await rt.oomCount('oomer') >= 1);
 });

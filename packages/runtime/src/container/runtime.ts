@@ -291,6 +291,11 @@ export class Runtime {
     return (await this.cgroupOf(rec)).stats();
   }
 
+  /** How many processes the OOM killer has killed in the container's cgroup. */
+  async oomCount(id: string): Promise<number> {
+    return (await this.cgroupOf(this.load(id))).oomCount();
+  }
+
   async update(id: string, resources: LinuxResources): Promise<void> {
     const rec = this.load(id);
     assertCan('update', await this.status(rec), id);

@@ -7,7 +7,7 @@ import { defaultSpec } from './default.js';
 test('defaultSpec is what runc spec writes, with hostname berth', () => {
   const s = defaultSpec();
   assert.deepEqual(parseSpec(JSON.parse(JSON.stringify(s))), s);
-  assert.equal(s.ociVersion, '1.2.0');
+  assert.equal(s.ociVersion, '1.0.2');
   assert.equal(s.hostname, 'berth');
   assert.deepEqual(s.root, { path: 'rootfs', readonly: true });
   const p = s.process!;

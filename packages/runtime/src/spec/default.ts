@@ -4,7 +4,8 @@
  */
 import type { LinuxIDMapping, Mount, Spec } from '@berth/spec';
 
-export const DEFAULT_OCI_VERSION = '1.2.0';
+/** The version in configs we write: the oldest that carries every default field, so older runtimes (crun 1.8) take them. */
+export const DEFAULT_OCI_VERSION = '1.0.2';
 
 const DEFAULT_CAPS = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
 
