@@ -305,9 +305,10 @@ int act_fork(const char *count)
 /* Watches for other processes in the pid namespace (a runtime's exec helper)
  * and tries, as CVE-2019-5736 did, to open their executable for writing: it
  * keeps an O_PATH handle on /proc/<pid>/exe and retries O_WRONLY through it
- * until the deadline. Reports every executable it could open for writing. */
+ * until the deadline (or until stop_file exists, when given). Reports every
+ * executable it could open for writing. */
 #define MAX_WATCH 256
-int act_exe_watch(const char *seconds)
+int act_exe_watch(const char *seconds, const char *stop_file)
 {
 	struct {
 		int pid;
@@ -335,6 +336,8 @@ int act_exe_watch(const char *seconds)
 	for (;;) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if ((double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9 > limit)
+			break;
+		if (stop_file && access(stop_file, F_OK) == 0)
 			break;
 		DIR *d = opendir("/proc");
 		struct dirent *e;

@@ -7,7 +7,8 @@
  *                                reboot swapon setns chroot socket-raw mknod
  *                                -> {"try":..,"ok":bool,"errno":N,"error":"EPERM"}
  *   probe write <path> | read <path>
- *   probe exit <n> | sleep <seconds> | echo-stdin | signals | fork <n> | exe-watch <seconds>
+ *   probe exit <n> | sleep <seconds> | echo-stdin | signals | fork <n>
+ *   probe exe-watch <seconds> [stop-file]
  */
 #include "json.h"
 #include "probe.h"
@@ -20,7 +21,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: probe [all|<fact>...|sysctl <key>] | try <syscall> [arg] | write <path> |"
 			" read <path> | exit <n> | sleep <s> | echo-stdin | signals | fork <n> |"
-			" exe-watch <s>\n");
+			" exe-watch <s> [stop-file]\n");
 }
 
 static const struct fact *find_fact(const char *name)
@@ -101,7 +102,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "fork") == 0)
 		return need(argc, 3) ? act_fork(argv[2]) : 2;
 	if (strcmp(cmd, "exe-watch") == 0)
-		return need(argc, 3) ? act_exe_watch(argv[2]) : 2;
+		return need(argc, 3) ? act_exe_watch(argv[2], argc > 3 ? argv[3] : NULL) : 2;
 	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
 		usage();
 		return 0;

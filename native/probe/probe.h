@@ -33,7 +33,7 @@ int act_read(const char *path);
 int act_sleep(const char *seconds);
 int act_echo_stdin(void);
 int act_signals(void);
-int act_exe_watch(const char *seconds);
+int act_exe_watch(const char *seconds, const char *stop_file);
 int act_fork(const char *count);
 
 #endif

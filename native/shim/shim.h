@@ -172,6 +172,7 @@ void ctrl_flush_all(void);
 
 /* ---- attach.c: the attach socket ---- */
 int attach_listen(void);
+int listen_unix(const char *path);
 void attach_output(struct proc *p, int stream, const char *data, size_t n);
 void attach_ended(struct proc *p);
 void attach_flush_all(void);

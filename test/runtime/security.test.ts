@@ -83,7 +83,7 @@ eachRuntime('security', (rt) => {
         // so it can open /proc/<pid>/exe of whatever the runtime runs in the container.
         const caps = [...DEFAULT_CAPS, 'CAP_SYS_PTRACE'];
         c.process.capabilities = { bounding: caps, effective: [...caps], permitted: [...caps] };
-        c.process.args = ['/probe', 'exe-watch', '4'];
+        c.process.args = ['/probe', 'exe-watch', '60', '/tmp/stop-watching'];
         // Executing /evil makes the kernel run /proc/self/exe of whoever execs it: the runtime.
         writeFileSync(join(bundle.rootfs, 'evil'), '#!/proc/self/exe\n');
         chmodSync(join(bundle.rootfs, 'evil'), 0o755);
@@ -99,6 +99,7 @@ eachRuntime('security', (rt) => {
     // A control: a process of the container's own is seen, so the watcher does watch.
     const control = await k.exec(c.id, ['/bin/sleep', '0.5']);
     assert.equal(control.code, 0, describeResult(control));
+    writeFileSync(join(b.rootfs, 'tmp', 'stop-watching'), '');
     await k.waitStatus(c.id, 'stopped', 15_000);
     const w = probe<ProbeExeWatch>(readFileSync(c.stdoutFile, 'utf8'));
     assert.ok(w.seen.some((s) => s.exe === '/bin/busybox'), `the watcher saw the control process: ${JSON.stringify(w.seen)}`);
