@@ -34,6 +34,8 @@ void report_ready(void);
 void report_error(const char *stage, int err, const char *message);
 /* Reports an error in the current stage ("<fmt>: ENAME (strerror)" when err != 0) and exits 1. */
 _Noreturn void fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* As fail(), with detail (a tool's own explanation) after the errno: "<fmt>: ENAME (strerror): <detail>". */
+_Noreturn void fail_detail(int err, const char *detail, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* "ENOENT (No such file or directory)" */
 void errno_text(int err, char *buf, size_t len);
 
@@ -60,6 +62,9 @@ void write_id_maps(struct run *r);
 void become_ns_root(void);
 void set_uts(const struct plan *p);
 void join_keyring(const struct plan *p);
+
+/* bpf.c */
+void attach_device_filter(const struct plan *p);
 
 /* mounts.c */
 void prepare_rootfs(struct run *r);

@@ -131,12 +131,13 @@ static void child_run(struct run *r) {
     stage("pivot");
     pivot(r);
   }
+  /* sysctls first: readonlyPaths usually include /proc/sys. */
+  stage("sysctl");
+  set_sysctls(p);
   stage("mask");
   mask_paths(p);
   stage("readonly");
   readonly_paths(p);
-  stage("sysctl");
-  set_sysctls(p);
   stage("console");
   console_setup(r);
 

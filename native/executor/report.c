@@ -119,19 +119,18 @@ void errno_text(int err, char *buf, size_t len) {
   snprintf(buf, len, "%s (%s)", name, strerror(err));
 }
 
-void fail(int err, const char *fmt, ...) {
+static _Noreturn void vfail(int err, const char *detail, const char *fmt, va_list ap) {
   char msg[4096];
-  va_list ap;
-  va_start(ap, fmt);
   int n = vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
   if (n < 0) n = 0;
   if ((size_t)n >= sizeof msg) n = sizeof msg - 1;
   if (err) {
     char et[128];
     errno_text(err, et, sizeof et);
-    snprintf(msg + n, sizeof msg - (size_t)n, ": %s", et);
+    n += snprintf(msg + n, sizeof msg - (size_t)n, ": %s", et);
+    if ((size_t)n >= sizeof msg) n = sizeof msg - 1;
   }
+  if (detail && *detail) snprintf(msg + n, sizeof msg - (size_t)n, ": %s", detail);
   report_error(stage_name, err, msg);
   if (start_fd >= 0) {
     /* `start` is reading the fifo: it shows this as its own error. */
@@ -149,4 +148,16 @@ void fail(int err, const char *fmt, ...) {
     while (waitpid(victim, NULL, 0) < 0 && errno == EINTR) {}
   }
   _exit(1);
+}
+
+void fail(int err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfail(err, NULL, fmt, ap);
+}
+
+void fail_detail(int err, const char *detail, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfail(err, detail, fmt, ap);
 }

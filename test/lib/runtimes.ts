@@ -53,10 +53,12 @@ function hybridCgroups(): boolean {
 
 function berthRunc(): RuntimeDescriptor {
   const script = join(REPO_ROOT, 'packages', 'runtime', 'bin', 'berth-runc.js');
-  const built = join(REPO_ROOT, 'packages', 'runtime', 'dist', 'cli', 'main.js');
+  const cli = join(REPO_ROOT, 'packages', 'runtime', 'dist', 'cli');
   let missing: string | undefined;
   if (!exists(script)) missing = `berth-runc not found at ${script}`;
-  else if (!exists(built)) missing = `berth-runc is not built (${built} missing; run npx tsc -b)`;
+  else if (!exists(join(cli, 'main.js')) && !exists(join(cli, 'berth-runc.bundle.js'))) {
+    missing = `berth-runc is not built (nothing in ${cli}; run npx tsc -b)`;
+  }
   return { name: 'berth-runc', argv: [process.execPath, script], binary: script, missing };
 }
 

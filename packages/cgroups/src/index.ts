@@ -4,3 +4,4 @@ export * from './manager.js';
 export * from './stats.js';
 export * from './convert.js';
 export * from './devices.js';
+export * from './devicefilter.js';

@@ -118,44 +118,51 @@ const SIMPLE_ESCAPES: Readonly<Record<string, string>> = {
   a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\', "'": "'", '"': '"',
 };
 
-/** Unquote a token: Go string escapes for "..." and '...'; for /.../ and |...| only the delimiter is escaped. */
+/**
+ * Unquote a token. "..." and '...' take Go's escapes, where \xHH and \ooo are
+ * bytes (the result is decoded as UTF-8, as Go strings are bytes); in /.../
+ * and |...| only the delimiter is escaped, the rest is left to the regexp.
+ */
 function unquote(text: string): string {
   const delim = text[0] ?? '';
   const body = text.slice(1, -1);
   if (delim === '/' || delim === '|') return body.split(`\\${delim}`).join(delim);
-  let out = '';
+  const bytes: number[] = [];
+  const pushText = (s: string): void => { for (const b of Buffer.from(s, 'utf8')) bytes.push(b); };
   for (let i = 0; i < body.length; i++) {
-    const c = body[i] ?? '';
+    const c = String.fromCodePoint(body.codePointAt(i) ?? 0);
     if (c !== '\\') {
-      out += c;
+      pushText(c);
+      i += c.length - 1;
       continue;
     }
     const e = body[++i] ?? '';
     const simple = SIMPLE_ESCAPES[e];
     if (simple !== undefined) {
-      out += simple;
+      pushText(simple);
       continue;
     }
     const hexLen = e === 'x' ? 2 : e === 'u' ? 4 : e === 'U' ? 8 : 0;
     if (hexLen > 0) {
       const hex = body.slice(i + 1, i + 1 + hexLen);
       if (!new RegExp(`^[0-9A-Fa-f]{${hexLen}}$`).test(hex)) throw new Error('illegal numeric escape sequence');
-      const cp = parseInt(hex, 16);
-      if (cp > 0x10ffff) throw new Error('illegal numeric escape sequence');
-      out += String.fromCodePoint(cp);
+      const n = parseInt(hex, 16);
+      if (e === 'x') bytes.push(n);
+      else if (n > 0x10ffff || (n >= 0xd800 && n < 0xe000)) throw new Error('illegal numeric escape sequence');
+      else pushText(String.fromCodePoint(n));
       i += hexLen;
       continue;
     }
     if (/^[0-7]$/.test(e)) {
       const oct = body.slice(i, i + 3);
-      if (!/^[0-7]{3}$/.test(oct)) throw new Error('illegal numeric escape sequence');
-      out += String.fromCharCode(parseInt(oct, 8));
+      if (!/^[0-7]{3}$/.test(oct) || parseInt(oct, 8) > 255) throw new Error('illegal numeric escape sequence');
+      bytes.push(parseInt(oct, 8));
       i += 2;
       continue;
     }
     throw new Error('illegal escape sequence');
   }
-  return out;
+  return Buffer.from(bytes).toString('utf8');
 }
 
 /** Go's RE2 accepts a leading (?flags); JavaScript wants them as RegExp flags. */

@@ -1,0 +1,153 @@
+/**
+ * The bridge between grpc-js and our services: a service is a plain record of
+ * handlers that take parsed-on-demand request objects and a call context, and
+ * return response objects. Errors are translated to gRPC status here, once.
+ */
+import type {
+  Metadata, Server, ServerUnaryCall, ServerWritableStream, sendUnaryData, UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import type { Logger } from '@berth/base';
+import { Bug, failedPrecondition, invalid, BerthError, ErrorKind } from '@berth/base';
+import { isClientError, toGrpcError } from './errors.js';
+import type { Protos } from './protos.js';
+import { validateIdentifier } from './wire.js';
+import type { Wire } from './wire.js';
+
+/** The gRPC metadata key carrying the namespace of a call. */
+export const NAMESPACE_METADATA_KEY = 'containerd-namespace';
+
+export interface CallContext {
+  readonly method: string;
+  readonly metadata: Metadata;
+  /** Aborted when the client cancels or goes away. */
+  readonly signal: AbortSignal;
+  /** The call's namespace; FailedPrecondition "namespace is required" when absent. */
+  namespace(): string;
+  /** The call's namespace if one was sent (validated). */
+  optionalNamespace(): string | undefined;
+}
+
+/** Where a server-streaming handler writes; write() resolves when the transport can take more. */
+export interface StreamSink {
+  write(message: object): Promise<void>;
+}
+
+export type UnaryHandler = (request: Wire, ctx: CallContext) => object | Promise<object>;
+export type ServerStreamHandler = (request: Wire, ctx: CallContext, out: StreamSink) => Promise<void>;
+
+/** What a plugin of type io.containerd.grpc.v1 produces. Methods without a handler answer UNIMPLEMENTED. */
+export interface GrpcService {
+  /** Full proto name, e.g. containerd.services.containers.v1.Containers. */
+  readonly service: string;
+  readonly unary?: Readonly<Record<string, UnaryHandler>>;
+  readonly serverStream?: Readonly<Record<string, ServerStreamHandler>>;
+  close?(): void | Promise<void>;
+}
+
+function namespaceFrom(md: Metadata): string | undefined {
+  const [v] = md.get(NAMESPACE_METADATA_KEY);
+  if (v === undefined) return undefined;
+  const ns = typeof v === 'string' ? v : v.toString('utf8');
+  if (ns === '') return undefined;
+  try {
+    validateIdentifier(ns);
+  } catch (e) {
+    throw invalid(`namespace validation: ${e instanceof Error ? e.message : String(e)}`, e);
+  }
+  return ns;
+}
+
+function context(method: string, md: Metadata, signal: AbortSignal): CallContext {
+  return {
+    method,
+    metadata: md,
+    signal,
+    namespace: () => {
+      const ns = namespaceFrom(md);
+      if (ns === undefined) throw failedPrecondition('namespace is required');
+      return ns;
+    },
+    optionalNamespace: () => namespaceFrom(md),
+  };
+}
+
+function logFailure(log: Logger, method: string, err: unknown): void {
+  const { code, details } = toGrpcError(err);
+  if (isClientError(err)) log.debug('call failed', { method, code: status[code], error: details });
+  else log.error('call failed', { method, code: status[code], error: details, stack: err instanceof Error ? err.stack : undefined });
+}
+
+/** Register one service's handlers on the server. */
+export function bindService(server: Server, protos: Protos, svc: GrpcService, log: Logger): void {
+  const def = protos.service(svc.service);
+  const impl: UntypedServiceImplementation = {};
+  for (const [name, m] of Object.entries(def)) {
+    const method = `/${svc.service}/${name}`;
+    const unary = svc.unary?.[name];
+    const stream = svc.serverStream?.[name];
+    if (m.requestStream) {
+      if (unary !== undefined || stream !== undefined) throw new Bug(`${method} takes a client stream; no handler shape for it yet`);
+      continue;
+    }
+    if (!m.responseStream && unary !== undefined) {
+      impl[name] = (call: ServerUnaryCall<Wire, object>, callback: sendUnaryData<object>): void => {
+        const ac = new AbortController();
+        call.once('cancelled', () => ac.abort());
+        Promise.resolve()
+          .then(() => unary(call.request, context(method, call.metadata, ac.signal)))
+          .then(
+            (res) => callback(null, res),
+            (err: unknown) => {
+              logFailure(log, method, err);
+              callback(toGrpcError(err));
+            },
+          );
+      };
+    } else if (m.responseStream && stream !== undefined) {
+      impl[name] = (call: ServerWritableStream<Wire, object>): void => {
+        const ac = new AbortController();
+        call.once('cancelled', () => ac.abort());
+        const canceled = (): BerthError => new BerthError(ErrorKind.Canceled, `${method}: client went away`);
+        const sink: StreamSink = {
+          write: (message) => new Promise<void>((resolve, reject) => {
+            if (ac.signal.aborted) {
+              reject(canceled());
+              return;
+            }
+            if (call.write(message)) {
+              resolve();
+              return;
+            }
+            const onAbort = (): void => {
+              call.off('drain', onDrain);
+              reject(canceled());
+            };
+            const onDrain = (): void => {
+              ac.signal.removeEventListener('abort', onAbort);
+              resolve();
+            };
+            call.once('drain', onDrain);
+            ac.signal.addEventListener('abort', onAbort, { once: true });
+          }),
+        };
+        Promise.resolve()
+          .then(() => stream(call.request, context(method, call.metadata, ac.signal), sink))
+          .then(
+            () => call.end(),
+            (err: unknown) => {
+              if (ac.signal.aborted) return;
+              logFailure(log, method, err);
+              call.emit('error', toGrpcError(err));
+            },
+          );
+      };
+    } else if (unary !== undefined || stream !== undefined) {
+      throw new Bug(`${method}: handler shape does not match the proto (server streaming: ${String(m.responseStream)})`);
+    }
+  }
+  for (const name of [...Object.keys(svc.unary ?? {}), ...Object.keys(svc.serverStream ?? {})]) {
+    if (!(name in def)) throw new Bug(`${svc.service} has no method ${name}`);
+  }
+  server.addService(def, impl);
+}
