@@ -68,6 +68,8 @@ int main(int argc, char **argv) {
 
   stage("cgroup");
   join_cgroups(&r);
+  stage("device_filter");
+  attach_device_filter(&plan);
   stage("setns");
   join_namespaces(&r);
 

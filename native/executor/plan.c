@@ -126,6 +126,33 @@ static int r_cgroup_join(struct ctx *c) {
   return 0;
 }
 
+static int hex_digit(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* The program is decoded in place: byte i/2 is written after digits i and i+1 are read. */
+static int r_device_filter(struct ctx *c) {
+  if (c->p->device_filter_dir) return bad(c, "given twice");
+  if (absolute(c, 1)) return -1;
+  char *hex = c->f[2];
+  size_t n = strlen(hex);
+  if (n == 0 || n % 16) return bad(c, "field 2: %zu hex digits are not a whole number of 8-byte instructions", n);
+  if (n / 16 > MAX_FILTER_INSNS) return bad(c, "field 2: %zu instructions, at most %d", n / 16, MAX_FILTER_INSNS);
+  unsigned char *out = (unsigned char *)hex;
+  for (size_t i = 0; i < n; i += 2) {
+    int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
+    if (hi < 0 || lo < 0) return bad(c, "field 2: not a hex digit at offset %zu", hi < 0 ? i : i + 1);
+    out[i / 2] = (unsigned char)(hi << 4 | lo);
+  }
+  c->p->device_filter_dir = c->f[1];
+  c->p->device_filter = out;
+  c->p->device_filter_len = n / 2;
+  return 0;
+}
+
 static int r_hostname(struct ctx *c) {
   if (!strcmp(c->f[0], "hostname")) c->p->hostname = c->f[1];
   else c->p->domainname = c->f[1];
@@ -375,6 +402,7 @@ static const struct tag tags[] = {
   { "gidmap", 3, 3, r_idmap },
   { "setgroups", 1, 1, r_setgroups },
   { "cgroup_join", 1, 1, r_cgroup_join },
+  { "device_filter", 2, 2, r_device_filter },
   { "hostname", 1, 1, r_hostname },
   { "domainname", 1, 1, r_hostname },
   { "rootfs", 1, 1, r_rootfs },

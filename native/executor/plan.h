@@ -10,6 +10,7 @@
 
 #define MAX_NS 8
 #define MAX_SECCOMP_ARGS 6
+#define MAX_FILTER_INSNS 1000000 /* the kernel's limit for a program loaded by root */
 
 enum mkdir_kind { MKDIR_NONE, MKDIR_DIR, MKDIR_FILE };
 enum hook_event { HOOK_CREATE_CONTAINER, HOOK_START_CONTAINER };
@@ -59,6 +60,9 @@ struct plan {
   VEC(struct idmap_rec) gidmaps;
   bool setgroups_deny;
   VEC(const char *) cgroup_files;
+  const char *device_filter_dir;        /* cgroup2 directory, or NULL: no device filter */
+  const unsigned char *device_filter;   /* struct bpf_insn records, decoded from hex */
+  size_t device_filter_len;             /* bytes */
   const char *hostname, *domainname;
   const char *rootfs;
   bool has_rootfs_propagation;

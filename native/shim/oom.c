@@ -14,7 +14,7 @@ static struct watch oom_w = {.fd = -1};
 static char events_path[4096];
 static long long last_kills;
 
-/* The oom_kill count of memory.events (v2) or memory.oom_control (v1). */
+/* The oom_kill count of memory.events (v2); -1 when it has none. */
 static long long v2_oom_kills(void)
 {
 	FILE *f = fopen(events_path, "re");
@@ -48,11 +48,10 @@ static void on_v1(struct watch *w, uint32_t ev)
 	uint64_t n;
 	if (read(w->fd, &n, sizeof n) != sizeof n)
 		return;
-	/* the eventfd also fires when the cgroup goes away: trust the counter when there is one */
-	long long k = v2_oom_kills();
-	if (k >= 0 && last_kills >= 0 && k <= last_kills)
+	/* the eventfd also fires when the cgroup goes away; the counter may not have
+	 * moved yet when it fires for an OOM, so only the file's presence is trusted */
+	if (access(events_path, R_OK) < 0)
 		return;
-	last_kills = k;
 	ctrl_event("{\"event\":\"oom\"}");
 }
 
@@ -75,7 +74,6 @@ void oom_watch(const char *dir)
 	char path[4096];
 	snprintf(path, sizeof path, "%s/memory.oom_control", dir);
 	snprintf(events_path, sizeof events_path, "%s", path);
-	last_kills = v2_oom_kills();
 	int ofd = open(path, O_RDONLY | O_CLOEXEC);
 	if (ofd < 0) {
 		warnx_log("no memory.events or memory.oom_control in %s: OOM kills are not reported", dir);

@@ -1,7 +1,7 @@
-import { hostCgroupLayout, resolveCgroupPaths, cgroupManager, DEFAULT_DEVICE_RULES } from '@berth/cgroups';
+import { hostCgroupLayout, resolveCgroupPaths, cgroupManager, deviceFilterProgram, DEFAULT_DEVICE_RULES } from '@berth/cgroups';
 import type { CgroupManager, CgroupPaths } from '@berth/cgroups';
 import type { LinuxResources, LinuxDevice, LinuxDeviceCgroup } from '@berth/spec';
-import { failedPrecondition } from '@berth/base';
+import { failedPrecondition, invalid } from '@berth/base';
 import type { CgroupMountInfo } from '../plan/index.js';
 
 /**
@@ -26,15 +26,46 @@ export async function createCgroup(cgroupsPath: string | undefined, containerId:
   const opts = cgroupsPath ? { cgroupsPath, containerId } : { containerId };
   const mgr = cgroupManager(layout, resolveCgroupPaths(layout, opts));
   try {
-    const report = await mgr.create(resources);
-    if (report.deviceRulesBeyondDefault.length > 0) {
-      throw failedPrecondition('device cgroup rules on cgroup v2 are not supported yet (they need an eBPF device filter)');
-    }
+    // On v2 the device rules are left out here; containerDeviceFilter() compiles them for the executor.
+    await mgr.create(resources);
   } catch (e) {
     await mgr.destroy().catch(() => undefined);
     throw e;
   }
   return mgr;
+}
+
+/**
+ * When the device allowlist is enforced by an eBPF program rather than by
+ * the v1 devices controller. BERTH_DEVICE_FILTER:
+ *   unset, "" or "auto": on cgroup v2 hosts only (the only way there);
+ *   "bpf": also on hybrid hosts, on the container's cgroup2 directory, in
+ *     addition to the v1 devices controller (the kernel checks both), so
+ *     that the v2 path can be tested on a hybrid machine.
+ */
+export function deviceFilterMode(env: NodeJS.ProcessEnv = process.env): 'auto' | 'bpf' {
+  const v = env['BERTH_DEVICE_FILTER'] ?? '';
+  if (v === '' || v === 'auto') return 'auto';
+  if (v === 'bpf') return 'bpf';
+  throw invalid(`BERTH_DEVICE_FILTER=${JSON.stringify(v)}: expected auto or bpf`);
+}
+
+/**
+ * The eBPF device filter the executor attaches to the container's cgroup2
+ * directory (the planner's `deviceFilter`), or undefined when the config
+ * restricts no device or the v1 devices controller is in charge.
+ */
+export function containerDeviceFilter(mgr: CgroupManager, resources: LinuxResources | undefined, devices: LinuxDevice[] | undefined,
+  env: NodeJS.ProcessEnv = process.env): { cgroupDir: string; program: Buffer } | undefined {
+  const mode = deviceFilterMode(env);
+  const rules = deviceRules(resources, devices);
+  if (rules === undefined) return undefined;
+  if (mgr.version === 'v1' && mode !== 'bpf') return undefined;
+  const cgroupDir = mgr.paths.dirs[''];
+  if (cgroupDir === undefined) {
+    throw failedPrecondition('BERTH_DEVICE_FILTER=bpf: this host has no cgroup2 hierarchy to attach a device filter to');
+  }
+  return { cgroupDir, program: deviceFilterProgram(rules) };
 }
 
 export async function openCgroup(paths: CgroupPaths): Promise<CgroupManager> {

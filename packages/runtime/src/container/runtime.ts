@@ -14,7 +14,7 @@ import { assertCan } from './lifecycle.js';
 import type { Status } from './lifecycle.js';
 import { runHooks } from './hooks.js';
 import { processAlive, waitGone, sleep } from './proc.js';
-import { createCgroup, openCgroup, cgroupMountInfo, isFrozen } from './cgroup.js';
+import { createCgroup, openCgroup, cgroupMountInfo, isFrozen, containerDeviceFilter } from './cgroup.js';
 import type { CgroupManager } from '@berth/cgroups';
 
 export interface CreateOptions {
@@ -130,6 +130,7 @@ export class Runtime {
         preserveFds: o.preserveFds ?? 0,
         cgroupProcsFiles: cg.procsFiles(),
         cgroupMounts: cgroupMountInfo(cg),
+        deviceFilter: containerDeviceFilter(cg, spec.linux?.resources, spec.linux?.devices),
         wait: o.wait ?? false,
         hookState: hookState(rec, 'creating'),
         apparmorEnabled: apparmorEnabled(),

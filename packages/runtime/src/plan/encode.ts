@@ -7,6 +7,7 @@ function fieldsOf(r: PlanRecord): (string | number | bigint)[] {
     case 'uidmap': case 'gidmap': return [r.container, r.host, r.size];
     case 'setgroups': return [r.value];
     case 'cgroup_join': return [r.file];
+    case 'device_filter': return [r.dir, r.program];
     case 'hostname': case 'domainname': return [r.name];
     case 'rootfs': return [r.path];
     case 'rootfs_propagation': return [r.flags];

@@ -658,3 +658,20 @@ test('a plan survives encodePlan/decodeRecords', () => {
   // Every record decodes to its tag plus the fields the encoder wrote.
   plan.forEach((r, i) => assert.equal(decoded[i]?.[0], r.tag));
 });
+
+test('a device filter becomes one device_filter record right after the cgroup joins', () => {
+  const program = Buffer.from('b40000000100000095000000000000', 'hex');
+  const full = Buffer.concat([program, Buffer.from([0])]);
+  const plan = planCreate(defaultSpec(), ctx({
+    cgroupProcsFiles: ['/sys/fs/cgroup/memory/c1/cgroup.procs', '/sys/fs/cgroup/unified/c1/cgroup.procs'],
+    deviceFilter: { cgroupDir: '/sys/fs/cgroup/unified/c1', program: full },
+  }));
+  assert.deepEqual(plan.slice(1, 4).map((r) => r.tag), ['cgroup_join', 'cgroup_join', 'device_filter']);
+  assert.deepEqual(plan[3], { tag: 'device_filter', dir: '/sys/fs/cgroup/unified/c1', program: 'b4000000010000009500000000000000' });
+  assert.deepEqual(decodeRecords(encodePlan(plan))[3], ['device_filter', '/sys/fs/cgroup/unified/c1', 'b4000000010000009500000000000000']);
+  assert.equal(planCreate(defaultSpec(), ctx()).filter((r) => r.tag === 'device_filter').length, 0);
+  throwsBerth(() => planCreate(defaultSpec(), ctx({ deviceFilter: { cgroupDir: 'c1', program: full } })), 'InvalidArgument',
+    /device filter: cgroup directory "c1" is not an absolute path/);
+  throwsBerth(() => planCreate(defaultSpec(), ctx({ deviceFilter: { cgroupDir: '/c1', program } })), 'InvalidArgument',
+    /a program of 15 bytes is not a whole number/);
+});

@@ -48,6 +48,13 @@ export interface CreateContext {
   cgroupProcsFiles?: string[] | undefined;
   /** The host's cgroup layout, for `cgroup` mounts. */
   cgroupMounts?: CgroupMountInfo | undefined;
+  /**
+   * The device allowlist as a BPF_PROG_TYPE_CGROUP_DEVICE program (from
+   * @berth/cgroups deviceFilterProgram) for the executor to attach to the
+   * container's cgroup2 directory; absent on cgroup v1, where the devices
+   * controller enforces the list.
+   */
+  deviceFilter?: { cgroupDir: string; program: Buffer } | undefined;
   /** The executor stays and exits with the process's status. */
   wait?: boolean | undefined;
   /** The OCI state given to createContainer/startContainer hooks; built from the config if absent. */
@@ -111,6 +118,7 @@ export function planCreate(spec: Spec, ctx: CreateContext): Plan {
   refuseUnsupported(spec);
   const plan: Plan = [{ tag: 'version', version: 1 }];
   for (const file of ctx.cgroupProcsFiles ?? []) plan.push({ tag: 'cgroup_join', file });
+  if (ctx.deviceFilter !== undefined) plan.push(deviceFilterRecord(ctx.deviceFilter));
 
   // Namespaces.
   const ns = namespaceMap(linux.namespaces ?? []);
@@ -432,6 +440,14 @@ function processRecords(p: Process, o: ProcessOptions): PlanRecord[] {
   for (const value of p.env ?? []) out.push({ tag: 'env', value });
   out.push({ tag: 'args', args: [...args] });
   return out;
+}
+
+function deviceFilterRecord(f: { cgroupDir: string; program: Buffer }): PlanRecord {
+  if (!posix.isAbsolute(f.cgroupDir)) throw invalid(`device filter: cgroup directory ${JSON.stringify(f.cgroupDir)} is not an absolute path`);
+  if (f.program.length === 0 || f.program.length % 8 !== 0) {
+    throw invalid(`device filter: a program of ${f.program.length} bytes is not a whole number of 8-byte instructions`);
+  }
+  return { tag: 'device_filter', dir: f.cgroupDir, program: f.program.toString('hex') };
 }
 
 // ---------------------------------------------------------------- exec

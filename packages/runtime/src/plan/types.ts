@@ -24,6 +24,8 @@ export type PlanRecord =
   | { tag: 'uidmap' | 'gidmap'; container: number; host: number; size: number }
   | { tag: 'setgroups'; value: 'deny' }
   | { tag: 'cgroup_join'; file: string }
+  /** A BPF_PROG_TYPE_CGROUP_DEVICE program (struct bpf_insn records, hex) attached to the cgroup2 directory `dir`. */
+  | { tag: 'device_filter'; dir: string; program: string }
   | { tag: 'hostname' | 'domainname'; name: string }
   | { tag: 'rootfs'; path: string }
   | { tag: 'rootfs_propagation'; flags: number }

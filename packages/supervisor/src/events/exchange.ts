@@ -24,14 +24,15 @@ export const SUBSCRIBER_QUEUE_LIMIT = 10_000;
 
 /** containerd's topic rule: "/" then identifiers separated by "/". */
 export function validateTopic(topic: string): void {
-  if (topic === '') throw invalid('topic must not be empty');
-  if (!topic.startsWith('/')) throw invalid(`topic ${JSON.stringify(topic)} must start with '/'`);
-  if (topic.length === 1) throw invalid(`topic ${JSON.stringify(topic)} must have at least one component`);
+  const what = `envelope topic ${JSON.stringify(topic)}`;
+  if (topic === '') throw invalid(`${what}: must not be empty`);
+  if (!topic.startsWith('/')) throw invalid(`${what}: must start with '/'`);
+  if (topic.length === 1) throw invalid(`${what}: must have at least one component`);
   for (const component of topic.slice(1).split('/')) {
     try {
       validateIdentifier(component);
     } catch (e) {
-      throw invalid(`topic ${JSON.stringify(topic)}: failed validation on component ${JSON.stringify(component)}: ${e instanceof Error ? e.message : String(e)}`, e);
+      throw invalid(`${what}: failed validation on component ${JSON.stringify(component)}: ${e instanceof Error ? e.message : String(e)}`, e);
     }
   }
 }

@@ -163,6 +163,14 @@ export function validateContainer(c: ContainerInput): void {
   }
 }
 
+function validated(context: string, c: ContainerInput): void {
+  try {
+    validateContainer(c);
+  } catch (e) {
+    throw invalid(`${context}: ${e instanceof Error ? e.message : String(e)}`, e);
+  }
+}
+
 /** The filter fields of a container, as containerd's adaptor exposes them. */
 export function containerAdaptor(c: ContainerRecord): Adaptor {
   return (fieldpath) => {
@@ -333,9 +341,10 @@ export class MetadataStore {
     });
   }
 
-  deleteNamespace(name: string): void {
-    this.transaction(() => {
-      if (!this.namespaceExists(name)) throw notFound(`namespace ${JSON.stringify(name)}`);
+  /** Delete an empty namespace; false when there was none (not an error, as in containerd). */
+  deleteNamespace(name: string): boolean {
+    return this.transaction(() => {
+      if (!this.namespaceExists(name)) return false;
       const holding = this.namespaced
         .filter((t) => this.db.prepare(`SELECT 1 FROM ${t.table} WHERE namespace = ? LIMIT 1`).get(name) !== undefined)
         .map((t) => t.noun);
@@ -343,6 +352,7 @@ export class MetadataStore {
         throw failedPrecondition(`namespace ${JSON.stringify(name)} must be empty, but it still has ${holding.join(', ')}`);
       }
       this.db.prepare('DELETE FROM namespaces WHERE name = ?').run(name);
+      return true;
     });
   }
 
@@ -401,7 +411,7 @@ export class MetadataStore {
   getContainer(namespace: string, id: string): ContainerRecord {
     return this.transaction(() => {
       const [c] = this.readContainers(namespace, id);
-      if (c === undefined) throw notFound(`container ${JSON.stringify(id)}`);
+      if (c === undefined) throw notFound(`container ${JSON.stringify(id)} in namespace ${JSON.stringify(namespace)}`);
       return c;
     });
   }
@@ -438,7 +448,7 @@ export class MetadataStore {
   }
 
   createContainer(namespace: string, c: ContainerInput): ContainerRecord {
-    validateContainer(c);
+    validated('create container failed validation', c);
     return this.transaction(() => {
       this.ensureNamespace(namespace);
       if (this.readContainers(namespace, c.id).length > 0) throw alreadyExists(`container ${JSON.stringify(c.id)}`);
@@ -451,10 +461,11 @@ export class MetadataStore {
   /** Read, change and write a container in one transaction; the update function sees the stored record. */
   updateContainer(namespace: string, id: string, update: (current: ContainerRecord) => ContainerInput): ContainerRecord {
     return this.transaction(() => {
-      const current = this.getContainer(namespace, id);
+      const [current] = this.readContainers(namespace, id);
+      if (current === undefined) throw notFound(`container ${JSON.stringify(id)}`);
       const next = update(current);
       if (next.id !== id) throw invalid(`container.ID cannot change (${JSON.stringify(id)} to ${JSON.stringify(next.id)})`);
-      validateContainer(next);
+      validated('update failed validation', next);
       this.writeContainer(namespace, next, current.createdAt, now(), false);
       return this.getContainer(namespace, id);
     });

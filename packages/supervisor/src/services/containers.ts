@@ -49,7 +49,7 @@ export function containerFromWire(v: unknown): IncomingContainer {
 }
 
 function withSpec(c: IncomingContainer): ContainerInput {
-  if (c.spec === undefined) throw invalid('container.Spec must be set');
+  if (c.spec === undefined) throw invalid('create container failed validation: container.Spec must be set');
   return { ...c, spec: c.spec };
 }
 
@@ -57,7 +57,7 @@ function withSpec(c: IncomingContainer): ContainerInput {
  * containerd's update rules. No paths: labels, spec, extensions, image and
  * snapshot key are replaced, and the snapshotter and runtime name must not
  * change. With paths: only those fields (labels.<key> and extensions.<key>
- * for single entries).
+ * for single entries; the snapshot key's path is "snapshotkey").
  */
 export function applyContainerMask(current: ContainerRecord, incoming: IncomingContainer, paths: readonly string[]): ContainerInput {
   const next: ContainerInput = {
@@ -100,8 +100,7 @@ export function applyContainerMask(current: ContainerRecord, incoming: IncomingC
         break;
       case 'extensions': next.extensions = { ...incoming.extensions }; break;
       case 'image': next.image = incoming.image; break;
-      case 'snapshotkey':
-      case 'snapshot_key': next.snapshotKey = incoming.snapshotKey; break;
+      case 'snapshotkey': next.snapshotKey = incoming.snapshotKey; break;
       default:
         throw invalid(`cannot update ${JSON.stringify(path)} field on ${JSON.stringify(current.id)}`);
     }
@@ -124,7 +123,6 @@ export const containersService: PluginRecord<GrpcService> = {
         Get: (req: Wire, ctx) => {
           const ns = ctx.namespace();
           const id = str(req, 'id', 'request');
-          if (id === '') throw invalid('container id must not be empty');
           return { container: containerToWire(store.getContainer(ns, id)) };
         },
         List: (req: Wire, ctx) => ({ containers: list(req, ctx.namespace()).map(containerToWire) }),

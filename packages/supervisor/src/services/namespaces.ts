@@ -1,11 +1,11 @@
 /** containerd.services.namespaces.v1.Namespaces: labels with field-mask updates, events on change. */
-import { invalid } from '@berth/base';
+import { ErrorKind, invalid, isKind } from '@berth/base';
 import { EventPlugin, GRPCPlugin, MetadataPlugin } from '../plugin.js';
 import type { PluginRecord } from '../plugin.js';
 import type { CallContext, GrpcService } from '../grpc.js';
 import { mapField, parseFilters, present } from '../filters.js';
 import type { NamespaceRecord } from '../metadata/store.js';
-import { fieldMask, record, str, strMap } from '../wire.js';
+import { fieldMask, record, str, strMap, validateIdentifier } from '../wire.js';
 import type { Wire } from '../wire.js';
 
 function toWire(ns: NamespaceRecord): object {
@@ -51,7 +51,17 @@ export const namespacesService: PluginRecord<GrpcService> = {
     return {
       service: 'containerd.services.namespaces.v1.Namespaces',
       unary: {
-        Get: (req: Wire) => ({ namespace: toWire(store.getNamespace(str(req, 'name', 'request'))) }),
+        // As containerd: a namespace nothing was ever stored in reads as existing, with no labels.
+        Get: (req: Wire) => {
+          const name = str(req, 'name', 'request');
+          validateIdentifier(name);
+          try {
+            return { namespace: toWire(store.getNamespace(name)) };
+          } catch (e) {
+            if (isKind(e, ErrorKind.NotFound)) return { namespace: { name, labels: {} } };
+            throw e;
+          }
+        },
         List: (req: Wire) => {
           const filter = parseFilters([str(req, 'filter', 'request')].filter((f) => f !== ''));
           const list = store.listNamespaces().filter((ns) => filter.match((fp) =>
@@ -72,7 +82,7 @@ export const namespacesService: PluginRecord<GrpcService> = {
         },
         Delete: (req: Wire, ctx) => {
           const name = str(req, 'name', 'request');
-          store.deleteNamespace(name);
+          if (!store.deleteNamespace(name)) return {};
           events.publish(eventNamespace(ctx, name), '/namespaces/delete', 'containerd.events.NamespaceDelete', { name });
           return {};
         },
