@@ -1,13 +1,9 @@
 // The device allowlist. On cgroup v1 it is the devices controller's
 // devices.allow/devices.deny files. On cgroup v2 it needs an eBPF program
-// attached to the cgroup, which this package does not load: on v2 no
-// device filter is installed at all, so even the default rules are not
-// enforced by the kernel. apply() returns the rules it could not apply
-// and says whether any of them goes beyond the default set, so the caller
-// can report V2_DEVICE_RULES_UNSUPPORTED in that case only.
+// attached to the cgroup: devicefilter.ts compiles it and berth-runc's
+// executor attaches it (the plan's device_filter record), so the v2
+// manager's apply() leaves the rules out and returns them as unapplied.
 import type { LinuxDeviceCgroup } from '@berth/spec';
-
-export const V2_DEVICE_RULES_UNSUPPORTED = 'device cgroup rules on cgroup v2 are not supported yet';
 
 /** One rule as the v1 devices files take it: "c 1:3 rwm", or "a" for all devices. */
 export function formatDeviceRule(rule: LinuxDeviceCgroup): string {

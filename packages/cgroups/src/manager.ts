@@ -20,12 +20,13 @@ export interface ApplyReport {
   writes: CgroupWrite[];
   /** Settings that this cgroup version has no file for and that were left out. */
   warnings: string[];
-  /** cgroup v2: the device rules, none of which was applied (no eBPF filter). v1: []. */
-  unappliedDeviceRules: LinuxDeviceCgroup[];
   /**
-   * cgroup v2: the unapplied rules beyond the deny-all and DEFAULT_DEVICE_RULES;
-   * when non-empty the caller reports V2_DEVICE_RULES_UNSUPPORTED.
+   * cgroup v2: the device rules, which have no cgroup file there; they are
+   * enforced by the eBPF program of devicefilter.ts that the executor attaches.
+   * v1: [].
    */
+  unappliedDeviceRules: LinuxDeviceCgroup[];
+  /** cgroup v2: the unapplied rules beyond the deny-all and DEFAULT_DEVICE_RULES. */
   deviceRulesBeyondDefault: LinuxDeviceCgroup[];
 }
 

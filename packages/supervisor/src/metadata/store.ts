@@ -341,10 +341,9 @@ export class MetadataStore {
     });
   }
 
-  /** Delete an empty namespace; false when there was none (not an error, as in containerd). */
-  deleteNamespace(name: string): boolean {
-    return this.transaction(() => {
-      if (!this.namespaceExists(name)) return false;
+  deleteNamespace(name: string): void {
+    this.transaction(() => {
+      if (!this.namespaceExists(name)) throw notFound(`namespace ${JSON.stringify(name)}`);
       const holding = this.namespaced
         .filter((t) => this.db.prepare(`SELECT 1 FROM ${t.table} WHERE namespace = ? LIMIT 1`).get(name) !== undefined)
         .map((t) => t.noun);
@@ -352,7 +351,6 @@ export class MetadataStore {
         throw failedPrecondition(`namespace ${JSON.stringify(name)} must be empty, but it still has ${holding.join(', ')}`);
       }
       this.db.prepare('DELETE FROM namespaces WHERE name = ?').run(name);
-      return true;
     });
   }
 

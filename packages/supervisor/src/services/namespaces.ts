@@ -17,7 +17,7 @@ function parseNamespace(v: unknown): NamespaceRecord {
   return { name: str(o, 'name', 'namespace'), labels: strMap(o, 'labels', 'namespace') };
 }
 
-/** Events about namespaces go out in the caller's namespace, as containerd publishes them from the request context. */
+/** Create and update events go out in the caller's namespace, as containerd publishes them from the request context. */
 function eventNamespace(ctx: CallContext, fallback: string): string {
   return ctx.optionalNamespace() ?? fallback;
 }
@@ -77,13 +77,15 @@ export const namespacesService: PluginRecord<GrpcService> = {
           const incoming = parseNamespace(req['namespace']);
           const paths = fieldMask(req['update_mask'], 'update_mask');
           const ns = store.updateNamespace(incoming.name, (cur) => applyNamespaceMask(cur.labels, incoming.labels, paths));
-          events.publish(eventNamespace(ctx, ns.name), '/namespaces/update', 'containerd.events.NamespaceUpdate', { name: ns.name, labels: ns.labels });
+          // As containerd: the event carries the labels of the request.
+          events.publish(eventNamespace(ctx, ns.name), '/namespaces/update', 'containerd.events.NamespaceUpdate', { name: ns.name, labels: incoming.labels });
           return { namespace: toWire(ns) };
         },
         Delete: (req: Wire, ctx) => {
           const name = str(req, 'name', 'request');
-          if (!store.deleteNamespace(name)) return {};
-          events.publish(eventNamespace(ctx, name), '/namespaces/delete', 'containerd.events.NamespaceDelete', { name });
+          store.deleteNamespace(name);
+          // As containerd: the delete event goes out in the deleted namespace.
+          events.publish(name, '/namespaces/delete', 'containerd.events.NamespaceDelete', { name });
           return {};
         },
       },
