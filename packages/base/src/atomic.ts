@@ -2,19 +2,30 @@ import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync } fro
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
+export interface AtomicWriteOptions {
+  /**
+   * fsync the file and its directory (default true), so the new content
+   * survives a power loss. State that describes live processes and dies with
+   * the machine anyway (under /run) does not need it: the rename alone keeps
+   * readers from ever seeing a partial file.
+   */
+  durable?: boolean;
+}
+
 /**
  * Replace a file atomically: write a temp file beside it, fsync, rename over
  * the target, fsync the directory. Readers see the old or the new content,
  * never a mix.
  */
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644, opts: AtomicWriteOptions = {}): void {
+  const durable = opts.durable ?? true;
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(tmp, 'wx', mode);
   try {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
     try { unlinkSync(tmp); } catch { /* already gone */ }
@@ -27,7 +38,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
     try { unlinkSync(tmp); } catch { /* already gone */ }
     throw e;
   }
-  fsyncDir(dirname(path));
+  if (durable) fsyncDir(dirname(path));
 }
 
 export function fsyncDir(dir: string): void {

@@ -152,7 +152,7 @@ export class Runtime {
       pid = rec.pid = handle.pid;
       rec.pidStartTime = startTimeOf(pid);
       this.store.save(rec);
-      if (o.pidFile) writeFileAtomic(resolve(o.pidFile), String(pid), 0o644);
+      if (o.pidFile) writeFileAtomic(resolve(o.pidFile), String(pid), 0o644, { durable: false });
       const created: Created = { record: rec };
       if (o.wait) {
         created.exited = handle.exited;
@@ -264,7 +264,7 @@ export class Runtime {
       preserveFds: o.preserveFds ?? 0,
       onMessage: (m) => this.log.debug('executor', m as unknown as Record<string, unknown>),
     });
-    if (o.pidFile) writeFileAtomic(resolve(o.pidFile), String(handle.pid), 0o644);
+    if (o.pidFile) writeFileAtomic(resolve(o.pidFile), String(handle.pid), 0o644, { durable: false });
     return o.detach ? { pid: handle.pid } : { pid: handle.pid, exited: handle.exited };
   }
 

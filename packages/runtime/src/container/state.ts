@@ -71,7 +71,8 @@ export class StateStore {
   }
 
   save(rec: ContainerRecord): void {
-    writeFileAtomic(join(this.dir(rec.id), 'state.json'), JSON.stringify(rec), 0o600);
+    // Runtime state lives in /run and describes live processes: atomic, not durable.
+    writeFileAtomic(join(this.dir(rec.id), 'state.json'), JSON.stringify(rec), 0o600, { durable: false });
   }
 
   load(id: string): ContainerRecord {
