@@ -26,6 +26,8 @@ fi
 
 make -s -C native
 npx tsc -b
+# The containerd API protos berth-containerd serves, from the reference specs beside the repo.
+node packages/supervisor/scripts/copy-protos.js
 # berth-runc starts on every container operation: one bundled file loads about twice as fast.
 npx esbuild packages/runtime/dist/cli/main.js --bundle --platform=node --format=esm --target=node20 \
   --outfile=packages/runtime/dist/cli/berth-runc.bundle.js --log-level=warning

@@ -40,7 +40,7 @@ export class DaemonProcess {
   private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private exitedNow = false;
 
-  constructor(readonly dirs: Dirs, private readonly child: ChildProcess) {
+  constructor(readonly dirs: Dirs, child: ChildProcess) {
     if (child.pid === undefined) throw new Error('berth-containerd did not start');
     this.pid = child.pid;
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => {

@@ -19,7 +19,8 @@ test('equality, inequality, presence and regexp selectors', () => {
     ['labels.env', true, true, false],
     ['labels.env==prod', true, false, false],
     ['labels."com.example/team"=="a b"', true, false, false],
-    ["labels.'com.example/team'~=^a", true, false, false],
+    ['labels."com.example/team"~=^a', true, false, false],
+    ['labels.com-example==x', false, false, false],
     ['image~=nginx', true, false, false],
     ['image~=/library\\/post/', false, true, false],
     ['image~=|postgres:1[0-9]|', false, true, false],
@@ -50,7 +51,7 @@ test('Go escapes in quoted strings', () => {
 });
 
 test('syntax errors are InvalidArgument with the position', () => {
-  for (const bad of ['id=x', 'id==', 'labels.containerd.io/key==v', 'id==x y', '"unterminated==x', 'id===x', ',', 'labels."\\g"==x', 'id~=(', 'id==/x/']) {
+  for (const bad of ['id=x', 'id==', 'image==/library/x', "labels.'a'==b", 'id=!x', 'labels.containerd.io/key==v', 'id==x y', '"unterminated==x', 'id===x', ',', 'labels."\\g"==x', 'id~=(', 'id==/x/']) {
     assert.throws(() => parseFilter(bad), (e: unknown) => {
       assert.ok(isKind(e, 'InvalidArgument'), `${bad}: ${String(e)}`);
       assert.match((e as Error).message, /^filters: parse error: \[/);

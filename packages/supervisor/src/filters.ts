@@ -4,10 +4,13 @@
  *   selectors := selector ("," selector)*        all must match
  *   selector  := fieldpath [operator value]      no operator: the field is present
  *   fieldpath := field ("." field)*
- *   field     := quoted | [A-Za-z][A-Za-z0-9_]*
+ *   field     := quoted | [A-Za-z0-9_-]+
  *   operator  := "==" | "!=" | "~="
- *   value     := quoted | [^\s,]+
- *   quoted    := "..." or '...' (Go escapes); after ~= also /.../ and |...|
+ *   value     := quoted | [^\s,]+  (not starting with a quote, "." or ",")
+ *   quoted    := "..." (Go escapes); after ~= also /.../ and |...|
+ *
+ * As in containerd, "/" and "|" open a quoted token wherever they appear, so
+ * a value with slashes is written quoted: topic=="/tasks/exit".
  *
  * A list of filter strings matches when any one of them matches. The object
  * side is an Adaptor: a function from a field path to the field's value, or
@@ -48,8 +51,9 @@ type TokenKind = 'eof' | 'field' | 'quoted' | 'value' | 'operator' | 'separator'
 interface Token { kind: TokenKind; pos: number; text: string; err?: string }
 
 const isSpace = (c: string): boolean => c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\v' || c === '\f';
-const isAlpha = (c: string): boolean => /^[A-Za-z]$/.test(c);
-const isFieldChar = (c: string): boolean => /^[A-Za-z0-9_]$/.test(c);
+const isFieldChar = (c: string): boolean => /^[A-Za-z0-9_-]$/.test(c);
+const isQuote = (c: string): boolean => c === '"' || c === '/' || c === '|';
+const isOperatorChar = (c: string): boolean => c === '=' || c === '!' || c === '~';
 
 class Scanner {
   private pos = 0;
@@ -74,21 +78,18 @@ class Scanner {
       this.valueNext = false;
       return { kind: 'separator', pos: start, text: c };
     }
-    if (c === '=' || c === '!' || c === '~') {
-      this.pos++;
-      if (this.peekChar() === '=') this.pos++;
-      else if (c !== '=') return { kind: 'illegal', pos: start, text: this.input.slice(start, this.pos), err: 'expected an operator ("=="|"!="|"~=")' };
+    if (isQuote(c)) return this.quoted(start, c);
+    if (isOperatorChar(c)) {
+      while (isOperatorChar(this.peekChar())) this.pos++;
       this.valueNext = true;
       return { kind: 'operator', pos: start, text: this.input.slice(start, this.pos) };
     }
     if (this.valueNext) {
       this.valueNext = false;
-      if (c === '"' || c === "'" || c === '/' || c === '|') return this.quoted(start, c);
       while (this.pos < this.input.length && !isSpace(this.peekChar()) && this.peekChar() !== ',') this.pos++;
       return { kind: 'value', pos: start, text: this.input.slice(start, this.pos) };
     }
-    if (c === '"' || c === "'" || c === '/' || c === '|') return this.quoted(start, c);
-    if (isAlpha(c)) {
+    if (isFieldChar(c)) {
       while (isFieldChar(this.peekChar())) this.pos++;
       return { kind: 'field', pos: start, text: this.input.slice(start, this.pos) };
     }
@@ -115,11 +116,11 @@ class Scanner {
 }
 
 const SIMPLE_ESCAPES: Readonly<Record<string, string>> = {
-  a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\', "'": "'", '"': '"',
+  a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\', '"': '"',
 };
 
 /**
- * Unquote a token. "..." and '...' take Go's escapes, where \xHH and \ooo are
+ * Unquote a token. "..." takes Go's escapes, where \xHH and \ooo are
  * bytes (the result is decoded as UTF-8, as Go strings are bytes); in /.../
  * and |...| only the delimiter is escaped, the rest is left to the regexp.
  */
@@ -243,7 +244,7 @@ class Parser {
         value = v.text;
         break;
       case 'quoted':
-        if (op !== '~=' && v.text[0] !== '"' && v.text[0] !== "'") throw this.error(v.pos, 'invalid quote encountered');
+        if (op !== '~=' && v.text[0] !== '"') throw this.error(v.pos, 'invalid quote encountered');
         try {
           value = unquote(v.text);
         } catch (e) {
@@ -283,7 +284,7 @@ class Parser {
       case 'field':
         return t.text;
       case 'quoted':
-        if (t.text[0] !== '"' && t.text[0] !== "'") throw this.error(t.pos, 'invalid quote encountered');
+        if (t.text[0] !== '"') throw this.error(t.pos, 'invalid quote encountered');
         try {
           return unquote(t.text);
         } catch (e) {

@@ -81,7 +81,7 @@ export const namespacesService: PluginRecord<GrpcService> = {
           events.publish(eventNamespace(ctx, ns.name), '/namespaces/update', 'containerd.events.NamespaceUpdate', { name: ns.name, labels: incoming.labels });
           return { namespace: toWire(ns) };
         },
-        Delete: (req: Wire, ctx) => {
+        Delete: (req: Wire) => {
           const name = str(req, 'name', 'request');
           store.deleteNamespace(name);
           // As containerd: the delete event goes out in the deleted namespace.
