@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // npm run bench: every benchmark of the project, one after the other.
-// Usage: node bench/run.js [name...]   (names: runtime)
-const all = { runtime: () => import('./runtime.js') };
+// Usage: node bench/run.js [name...]   (names: runtime, supervisor)
+const all = {
+  runtime: () => import('./runtime.js'),
+  supervisor: () => import('./supervisor.js'),
+};
 const wanted = process.argv.slice(2);
 for (const [name, load] of Object.entries(all)) {
   if (wanted.length && !wanted.includes(name)) continue;

@@ -88,6 +88,10 @@ void parent_run(struct run *r) {
   if (sfd < 0) fail(errno, "signalfd");
 
   for (;;) {
+    /* A child that exited before SIGCHLD was blocked left no signal behind:
+     * look for its exit on every round, not only when the signalfd fires. */
+    int status;
+    if (waitpid(r->child, &status, WNOHANG) == r->child) finish(&s, status);
     struct pollfd fds[4];
     int relay[2], nrelay, n = 0;
     fds[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
@@ -111,9 +115,6 @@ void parent_run(struct run *r) {
         if (sig == SIGWINCH && r->plan->console_relay) relay_winch();
         else kill(r->child, sig);
       }
-      int status;
-      pid_t w = waitpid(r->child, &status, WNOHANG);
-      if (w == r->child) finish(&s, status);
     }
   }
 }

@@ -223,6 +223,7 @@ static void op_start(struct req *r)
 			p->status = ST_FAILED;
 			free(p->error);
 			p->error = xstrdup(err);
+			io_close_all(p); /* the client's fifos see their end */
 		}
 		fail(r, "failed_precondition", err);
 		return;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define FIFO_PENDING_MAX (4 * 1024 * 1024)
@@ -105,13 +106,17 @@ static void on_fifo_writable(struct watch *w, uint32_t ev)
 static struct fifo_out *fifo_open(const char *path, const char **err)
 {
 	/* O_RDWR: there is always a reader, so the open never fails for want of one,
-	 * and what is written waits in the fifo for a client that comes (back). */
-	int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	 * and what is written waits in the fifo for a client that comes (back).
+	 * A regular file (a file:// log a client named) is appended to. */
+	struct stat st;
+	int regular = stat(path, &st) == 0 && S_ISREG(st.st_mode);
+	int fd = regular ? open(path, O_WRONLY | O_APPEND | O_CLOEXEC) : open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		*err = "open fifo";
 		return NULL;
 	}
-	(void)fcntl(fd, F_SETPIPE_SZ, 1024 * 1024);
+	if (!regular)
+		(void)fcntl(fd, F_SETPIPE_SZ, 1024 * 1024);
 	struct fifo_out *f = xmalloc(sizeof *f);
 	f->fd = fd;
 	f->w = (struct watch){.fd = fd, .fn = on_fifo_writable, .ptr = f};

@@ -9,3 +9,7 @@ export type { Status, Operation } from './container/lifecycle.js';
 export { parseSignal, signalName } from './container/signals.js';
 export { defaultSpec } from './spec/index.js';
 export { main as runcMain } from './cli/main.js';
+export { createCgroup, openCgroup, containerDeviceFilter, cgroupMountInfo, isFrozen } from './container/cgroup.js';
+export { apparmorEnabled, selinuxEnabled } from './container/runtime.js';
+export { startTimeOf } from './container/state.js';
+export { processAlive } from './container/proc.js';

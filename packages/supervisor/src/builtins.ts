@@ -10,8 +10,10 @@ import type { PluginRecord } from './plugin.js';
 import { containersService } from './services/containers.js';
 import { eventsService } from './services/events.js';
 import { introspectionService } from './services/introspection.js';
+import { leasesService } from './services/leases.js';
 import { namespacesService } from './services/namespaces.js';
 import { versionService } from './services/version.js';
+import { tasksService } from './tasks/service.js';
 
 /** The metadata database lives at <root>/meta.db. */
 export const metadataPlugin: PluginRecord<MetadataStore> = {
@@ -40,4 +42,6 @@ export const builtins: readonly PluginRecord<unknown>[] = [
   namespacesService,
   containersService,
   eventsService,
+  leasesService,
+  tasksService,
 ];

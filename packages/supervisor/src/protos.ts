@@ -22,6 +22,7 @@ export const PROTO_FILES: readonly string[] = [
   'services/containers/v1/containers.proto',
   'services/events/v1/events.proto',
   'services/tasks/v1/tasks.proto',
+  'services/leases/v1/leases.proto',
   'events/container.proto',
   'events/namespace.proto',
   'events/task.proto',

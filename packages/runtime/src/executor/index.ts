@@ -143,6 +143,9 @@ export function startExecutor(plan: Plan, opts: ExecutorOptions = {}): Promise<E
       if (settled) return;
       settled = true;
       if (err !== undefined) {
+        // The executor ends itself after reporting a failure; if it has not within
+        // a moment, it must not outlive the failed start (nor keep its caller alive).
+        setTimeout(() => { if (exitCode === undefined) child.kill('SIGKILL'); }, 2000).unref();
         reject(err);
         return;
       }

@@ -1,0 +1,145 @@
+/**
+ * The fast path: no runtime process on a container's start path. The
+ * supervisor does what `berth-runc create` would: creates the cgroup, the
+ * exec fifo and the plan (with the same planner), writes berth-runc's
+ * state.json so `berth-runc --root <runcRoot> state/list/kill/delete` see the
+ * container; the shim then runs the executor on the plan file.
+ */
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { join } from 'node:path';
+import { failedPrecondition, writeFileAtomic } from '@berth/base';
+import type { CgroupManager, CgroupPaths } from '@berth/cgroups';
+import {
+  StateStore, apparmorEnabled, cgroupMountInfo, containerDeviceFilter, createCgroup, encodePlan, openCgroup,
+  planCreate, planExec, selinuxEnabled, startTimeOf,
+} from '@berth/runtime';
+import type { ContainerRecord as RuncRecord } from '@berth/runtime';
+import type { Process, Spec } from '@berth/spec';
+
+/** Whether the config has hooks, which only a runtime runs (the fast path refuses them). */
+export function hasHooks(spec: Spec): boolean {
+  const h = spec.hooks;
+  if (h === undefined) return false;
+  return Object.values(h).some((list) => Array.isArray(list) && list.length > 0);
+}
+
+/** The cgroup directory the shim watches for OOM kills and kills `all` through. */
+export function shimCgroupDir(paths: CgroupPaths): string | undefined {
+  return paths.version === 'v2' ? paths.dirs[''] : paths.dirs['memory'] ?? paths.dirs['pids'];
+}
+
+function mkfifo(path: string): void {
+  const r = spawnSync('mkfifo', ['-m', '0622', path], { encoding: 'utf8' });
+  if (r.status !== 0) throw failedPrecondition(`mkfifo ${path}: ${(r.stderr || r.error?.message || '').trim()}`);
+}
+
+export interface FastCreate {
+  readonly cgroup: CgroupManager;
+  readonly planFile: string;
+  readonly execFifo: string;
+  readonly record: RuncRecord;
+  readonly store: StateStore;
+}
+
+export interface FastOptions {
+  id: string;
+  bundle: string;
+  shimDir: string;
+  runcRoot: string;
+  terminal: boolean;
+  noPivot: boolean;
+  noNewKeyring: boolean;
+}
+
+/** Everything the shim needs for `--executor … --plan … --exec-fifo …`. Undone on failure. */
+export async function prepareFastCreate(spec: Spec, o: FastOptions): Promise<FastCreate> {
+  const store = new StateStore(o.runcRoot);
+  store.reserve(o.id);
+  let cg: CgroupManager | undefined;
+  try {
+    cg = await createCgroup(spec.linux?.cgroupsPath, o.id, spec.linux?.resources, spec.linux?.devices);
+    const execFifo = store.fifoPath(o.id);
+    mkfifo(execFifo);
+    const record: RuncRecord = {
+      version: 1,
+      id: o.id,
+      bundle: o.bundle,
+      rootfs: resolve(o.bundle, spec.root?.path ?? 'rootfs'),
+      pid: 0,
+      pidStartTime: '',
+      created: new Date().toISOString(),
+      annotations: spec.annotations ?? {},
+      config: spec,
+      cgroup: cg.paths,
+      namespaces: (spec.linux?.namespaces ?? []).map((n) => n.type),
+    };
+    const plan = planCreate(spec, {
+      bundle: o.bundle,
+      containerId: o.id,
+      execFifo,
+      consoleSocket: o.terminal ? join(o.shimDir, 'console.sock') : undefined,
+      noPivot: o.noPivot,
+      noNewKeyring: o.noNewKeyring,
+      cgroupProcsFiles: cg.procsFiles(),
+      cgroupMounts: cgroupMountInfo(cg),
+      deviceFilter: containerDeviceFilter(cg, spec.linux?.resources, spec.linux?.devices),
+      apparmorEnabled: apparmorEnabled(),
+      selinuxEnabled: selinuxEnabled(),
+    });
+    const planFile = join(o.shimDir, 'init.plan');
+    writeFileAtomic(planFile, encodePlan(plan), 0o600, { durable: false });
+    return { cgroup: cg, planFile, execFifo, record, store };
+  } catch (e) {
+    if (cg !== undefined) await cg.destroy().catch(() => undefined);
+    store.remove(o.id);
+    throw e;
+  }
+}
+
+/** Record the container's pid in berth-runc's state.json once the executor reported it. */
+export function recordCreated(f: FastCreate, pid: number): void {
+  f.record.pid = pid;
+  f.record.pidStartTime = startTimeOf(pid);
+  f.store.save(f.record);
+}
+
+/** Mark the container started in state.json. */
+export function recordStarted(runcRoot: string, id: string): void {
+  const store = new StateStore(runcRoot);
+  if (!store.exists(id)) return;
+  const rec = store.load(id);
+  rec.started = true;
+  store.save(rec);
+}
+
+/** The plan of an exec process, written to <shimDir>/exec-<execId>.plan. */
+export async function writeExecPlan(runcRoot: string, id: string, execId: string, proc: Process, shimDir: string): Promise<string> {
+  const store = new StateStore(runcRoot);
+  const rec = store.load(id);
+  const cg = await openCgroup(rec.cgroup);
+  const plan = planExec(proc, {
+    containerPid: rec.pid,
+    containerId: id,
+    namespaces: rec.namespaces,
+    config: rec.config,
+    cgroupProcsFiles: cg.procsFiles(),
+    consoleSocket: proc.terminal === true ? join(shimDir, 'console.sock') : undefined,
+    apparmorEnabled: apparmorEnabled(),
+    selinuxEnabled: selinuxEnabled(),
+  });
+  const file = join(shimDir, `exec-${execId}.plan`);
+  writeFileAtomic(file, encodePlan(plan), 0o600, { durable: false });
+  return file;
+}
+
+/** After the shim's delete: every process gone, the cgroup removed, the state dir removed. */
+export async function cleanupFast(runcRoot: string, id: string, cgroup: CgroupPaths | undefined): Promise<void> {
+  if (cgroup !== undefined) {
+    const cg = await openCgroup(cgroup);
+    await cg.killAll(9).catch(() => undefined);
+    await cg.thaw().catch(() => undefined);
+    await cg.destroy();
+  }
+  new StateStore(runcRoot).remove(id);
+}

@@ -1,0 +1,118 @@
+/**
+ * Containers outlive the supervisor: 20 detached containers write numbered
+ * lines to file:// logs; berth-containerd is killed with SIGKILL while they
+ * run and some of them exit (with distinct codes) while it is down; after a
+ * restart every container that was running still runs, every line of every
+ * log is there once and in order, and each exit is reported with its real
+ * code by Wait, by `ctr task ls` and as a /tasks/exit event. Root only.
+ */
+import test, { after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  Api, EVENTS, cleanup, collect, ctr, ctrOk, loadProtos, rows, startDaemon, tempDirs,
+} from './_daemon.js';
+import type { DaemonProcess, Msg } from './_daemon.js';
+import { copyRootfs, killLeftovers, until } from './_tasks.js';
+
+const TASKS = 'containerd.services.tasks.v1.Tasks';
+const dirs = tempDirs();
+const ns = `restart${process.pid}`;
+let daemon: DaemonProcess | undefined;
+let api: Api | undefined;
+
+after(async () => {
+  api?.close();
+  const t0 = Date.now();
+  try {
+    await killLeftovers(dirs.state, [ns]);
+  } finally {
+    console.error('KL', Date.now() - t0);
+    await cleanup(daemon, dirs);
+    console.error('CL', Date.now() - t0, daemon?.log().slice(-1500));
+  }
+});
+
+interface Box {
+  id: string;
+  lines: number;
+  /** Exits while the supervisor is down, with this code; undefined: runs on past the restart and exits 0. */
+  earlyCode: number | undefined;
+}
+
+const LONG_LINES = 800;
+const SHORT_LINES = 100;
+
+function script(b: Box): string {
+  if (b.earlyCode === undefined) {
+    return `i=0; while [ $i -lt ${b.lines} ]; do echo $i; i=$((i+1)); sleep 0.01; done`;
+  }
+  return `sleep 1; i=0; while [ $i -lt ${b.lines} ]; do echo $i; i=$((i+1)); done; exit ${b.earlyCode}`;
+}
+
+test('tasks survive kill -9 of berth-containerd: output, running state and exit codes', async () => {
+  const rootfs = copyRootfs(dirs.base);
+  const logs = join(dirs.base, 'logs');
+  // Long runners first, the early exits last, so that those exit after the kill.
+  const boxes: Box[] = [];
+  for (let i = 0; i < 20; i++) {
+    const early = i >= 15;
+    boxes.push({ id: `c${String(i).padStart(2, '0')}`, lines: early ? SHORT_LINES : LONG_LINES, earlyCode: early ? 11 + (i - 15) : undefined });
+  }
+
+  daemon = await startDaemon(dirs);
+  for (const b of boxes) {
+    ctrOk(dirs.address, ['run', '-d', '--log-uri', `file://${join(logs, `${b.id}.log`)}`, '--rootfs', rootfs, b.id, '/bin/sh', '-c', script(b)], ns);
+  }
+  assert.equal(rows(ctrOk(dirs.address, ['task', 'ls'], ns)).filter((r) => r[2] === 'RUNNING').length, 20);
+  await daemon.kill9();
+
+  // While it is down: the early ones exit (the shims record it), the others write on.
+  const exitFile = (b: Box): string => join(dirs.state, 'shims', ns, b.id, 'exit');
+  await until('the early containers to exit', () => boxes.filter((b) => b.earlyCode !== undefined).every((b) => existsSync(exitFile(b))), 20_000);
+  for (const b of boxes.filter((x) => x.earlyCode === undefined)) assert.ok(!existsSync(exitFile(b)), `${b.id} still runs`);
+
+  daemon = await startDaemon(dirs);
+  api = new Api(dirs.address);
+  const exits = api.stream(EVENTS, 'Subscribe', { filters: [`topic=="/tasks/exit",namespace==${ns}`] });
+  const gotExits = collect(exits, (got) => got.length >= 20, 30_000);
+
+  const ls = new Map(rows(ctrOk(dirs.address, ['task', 'ls'], ns)).map((r) => [r[0], r[2]]));
+  for (const b of boxes) assert.equal(ls.get(b.id), b.earlyCode === undefined ? 'RUNNING' : 'STOPPED', b.id);
+
+  const waits = await Promise.all(boxes.map((b) => api!.unary(TASKS, 'Wait', { container_id: b.id }, ns)));
+  waits.forEach((w, i) => {
+    const b = boxes[i]!;
+    assert.equal(w['exit_status'], b.earlyCode ?? 0, `${b.id} exit status`);
+    assert.ok(Number((w['exited_at'] as Msg | null)?.['seconds']) > 0, `${b.id} exit time`);
+  });
+
+  const protos = loadProtos();
+  const envelopes = await gotExits;
+  exits.on('error', () => undefined);
+  exits.cancel();
+  const byId = new Map<string, number>();
+  for (const env of envelopes) {
+    const any = env['event'] as { type_url: string; value: Buffer };
+    const e = protos.decode('containerd.events.TaskExit', any.value);
+    assert.equal(e['container_id'], e['id']);
+    byId.set(String(e['container_id']), Number(e['exit_status']));
+  }
+  for (const b of boxes) assert.equal(byId.get(b.id), b.earlyCode ?? 0, `/tasks/exit for ${b.id}`);
+
+  for (const b of boxes) {
+    const text = readFileSync(join(logs, `${b.id}.log`), 'utf8');
+    const expected = Array.from({ length: b.lines }, (_, i) => `${i}\n`).join('');
+    assert.ok(text === expected, `${b.id}.log has every line once, in order (${text.split('\n').length - 1} lines)`);
+  }
+
+  const ls2 = new Map(rows(ctrOk(dirs.address, ['task', 'ls'], ns)).map((r) => [r[0], r[2]]));
+  for (const b of boxes) assert.equal(ls2.get(b.id), 'STOPPED');
+  for (const b of boxes) {
+    const rm = ctr(dirs.address, ['task', 'rm', b.id], ns);
+    assert.equal(rm.code, 0, rm.stderr);
+    ctrOk(dirs.address, ['containers', 'rm', b.id], ns);
+  }
+  assert.deepEqual(rows(ctrOk(dirs.address, ['task', 'ls'], ns)), []);
+});
