@@ -35,8 +35,12 @@ if (selected.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.BERTH_TEST_CONCURRENCY ?? '2';
-const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...selected], {
-  cwd: root,
-  stdio: 'inherit',
-});
+// Safety nets, so that a hang fails fast instead of eating CI's time: no single test may
+// run for more than 5 minutes, a file whose tests have all finished exits even if a
+// leaked handle would keep it alive, and the whole run is stopped after 45 minutes.
+const r = spawnSync(process.execPath, [
+  '--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', '--test-force-exit',
+  '--test-reporter=spec', ...selected,
+], { cwd: root, stdio: 'inherit', timeout: 45 * 60 * 1000, killSignal: 'SIGKILL' });
+if (r.error) console.error(`test run stopped: ${r.error.message}`);
 process.exit(r.status ?? 1);
