@@ -6,10 +6,12 @@
  * cgroups thawed first, and the namespaces' cgroup directories removed.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { REPO_ROOT } from './_daemon.js';
+import type { ClientReadableStream } from '@grpc/grpc-js';
+import { EVENTS, REPO_ROOT } from './_daemon.js';
+import type { Api, Msg } from './_daemon.js';
 
 export const BERTH_RUNC = join(REPO_ROOT, 'packages', 'runtime', 'bin', 'berth-runc.js');
 export const RUNC = '/usr/sbin/runc';
@@ -126,5 +128,66 @@ export async function until(what: string, pred: () => boolean, ms = 10_000): Pro
   while (!pred()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(25);
+  }
+}
+
+/**
+ * An Events subscription that is live when this resolves (a probe event,
+ * matched by a filter of its own, has come through), and the envelopes the
+ * given filters select as they arrive.
+ */
+export async function liveEvents(api: Api, namespace: string, filters: readonly string[]): Promise<{
+  stream: ClientReadableStream<Msg>;
+  until: (pred: (got: readonly Msg[]) => boolean, ms?: number) => Promise<Msg[]>;
+}> {
+  const probeTopic = `/berthprobe/p${process.pid}`;
+  const stream = api.stream(EVENTS, 'Subscribe', { filters: [...filters, `topic=="${probeTopic}"`] });
+  stream.on('error', () => undefined);
+  const got: Msg[] = [];
+  let probed = false;
+  stream.on('data', (m: Msg) => {
+    if (m['topic'] === probeTopic) probed = true;
+    else got.push(m);
+  });
+  const deadline = Date.now() + 10_000;
+  while (!probed) {
+    if (Date.now() > deadline) throw new Error('the event subscription never became live');
+    await api.unary(EVENTS, 'Publish', { topic: probeTopic, event: { type_url: 'berth.probe', value: Buffer.alloc(0) } }, namespace);
+    await sleep(30);
+  }
+  return {
+    stream,
+    until: async (pred, ms = 20_000) => {
+      const end = Date.now() + ms;
+      while (!pred(got)) {
+        if (Date.now() > end) throw new Error(`events: timed out with ${JSON.stringify(got.map((m) => m['topic']))}`);
+        await sleep(25);
+      }
+      return [...got];
+    },
+  };
+}
+
+/** Where ctr makes the fifos of a task's stdio (one directory per process). */
+export const CTR_FIFO_DIR = '/run/containerd/fifo';
+
+/**
+ * ctr leaves the fifo directories of detached tasks and execs behind; remove
+ * those that hold fifos of the given process ids (init: container id, exec:
+ * exec id), then the directories above if nothing else is in them.
+ */
+export function removeCtrFifos(ids: readonly string[]): void {
+  let dirs: string[] = [];
+  try { dirs = readdirSync(CTR_FIFO_DIR); } catch { return; }
+  for (const d of dirs) {
+    const dir = join(CTR_FIFO_DIR, d);
+    let names: string[] = [];
+    try { names = readdirSync(dir); } catch { continue; }
+    if (names.length > 0 && names.every((n) => ids.some((id) => n === `${id}-stdin` || n === `${id}-stdout` || n === `${id}-stderr`))) {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  for (const d of [CTR_FIFO_DIR, '/run/containerd']) {
+    try { rmdirSync(d); } catch { /* in use */ }
   }
 }

@@ -8,13 +8,11 @@
  */
 import test, { after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  Api, EVENTS, cleanup, collect, ctr, ctrOk, loadProtos, rows, startDaemon, tempDirs,
-} from './_daemon.js';
+import { Api, cleanup, ctr, ctrOk, loadProtos, rows, startDaemon, tempDirs } from './_daemon.js';
 import type { DaemonProcess, Msg } from './_daemon.js';
-import { copyRootfs, killLeftovers, until } from './_tasks.js';
+import { copyRootfs, killLeftovers, liveEvents, removeCtrFifos, until } from './_tasks.js';
 
 const TASKS = 'containerd.services.tasks.v1.Tasks';
 const dirs = tempDirs();
@@ -24,13 +22,11 @@ let api: Api | undefined;
 
 after(async () => {
   api?.close();
-  const t0 = Date.now();
   try {
     await killLeftovers(dirs.state, [ns]);
+    removeCtrFifos(Array.from({ length: 20 }, (_, i) => `c${String(i).padStart(2, '0')}`));
   } finally {
-    console.error('KL', Date.now() - t0);
     await cleanup(daemon, dirs);
-    console.error('CL', Date.now() - t0, daemon?.log().slice(-1500));
   }
 });
 
@@ -41,20 +37,27 @@ interface Box {
   earlyCode: number | undefined;
 }
 
-const LONG_LINES = 800;
+const LONG_LINES = 600;
 const SHORT_LINES = 100;
 
+/**
+ * The containers share one rootfs, whose /tmp the test writes to: the early
+ * ones start writing when /tmp/go appears (after the kill), the others write
+ * half their lines, then wait for /tmp/finish (after the restart).
+ */
 function script(b: Box): string {
   if (b.earlyCode === undefined) {
-    return `i=0; while [ $i -lt ${b.lines} ]; do echo $i; i=$((i+1)); sleep 0.01; done`;
+    const half = b.lines / 2;
+    return `i=0; while [ $i -lt ${b.lines} ]; do echo $i; i=$((i+1)); sleep 0.01; `
+      + `if [ $i -eq ${half} ]; then while [ ! -e /tmp/finish ]; do sleep 0.05; done; fi; done`;
   }
-  return `sleep 1; i=0; while [ $i -lt ${b.lines} ]; do echo $i; i=$((i+1)); done; exit ${b.earlyCode}`;
+  return `while [ ! -e /tmp/go ]; do sleep 0.05; done; i=0; while [ $i -lt ${b.lines} ]; do echo $i; i=$((i+1)); done; exit ${b.earlyCode}`;
 }
 
 test('tasks survive kill -9 of berth-containerd: output, running state and exit codes', async () => {
   const rootfs = copyRootfs(dirs.base);
+  mkdirSync(join(rootfs, 'tmp'), { recursive: true });
   const logs = join(dirs.base, 'logs');
-  // Long runners first, the early exits last, so that those exit after the kill.
   const boxes: Box[] = [];
   for (let i = 0; i < 20; i++) {
     const early = i >= 15;
@@ -67,20 +70,21 @@ test('tasks survive kill -9 of berth-containerd: output, running state and exit 
   }
   assert.equal(rows(ctrOk(dirs.address, ['task', 'ls'], ns)).filter((r) => r[2] === 'RUNNING').length, 20);
   await daemon.kill9();
+  writeFileSync(join(rootfs, 'tmp', 'go'), '');
 
-  // While it is down: the early ones exit (the shims record it), the others write on.
+  // While it is down: the early ones write and exit (the shims record it), the others write on.
   const exitFile = (b: Box): string => join(dirs.state, 'shims', ns, b.id, 'exit');
   await until('the early containers to exit', () => boxes.filter((b) => b.earlyCode !== undefined).every((b) => existsSync(exitFile(b))), 20_000);
   for (const b of boxes.filter((x) => x.earlyCode === undefined)) assert.ok(!existsSync(exitFile(b)), `${b.id} still runs`);
 
   daemon = await startDaemon(dirs);
   api = new Api(dirs.address);
-  const exits = api.stream(EVENTS, 'Subscribe', { filters: [`topic=="/tasks/exit",namespace==${ns}`] });
-  const gotExits = collect(exits, (got) => got.length >= 20, 30_000);
+  const { stream: exits, until: exitsUntil } = await liveEvents(api, ns, [`topic=="/tasks/exit",namespace==${ns}`]);
 
   const ls = new Map(rows(ctrOk(dirs.address, ['task', 'ls'], ns)).map((r) => [r[0], r[2]]));
   for (const b of boxes) assert.equal(ls.get(b.id), b.earlyCode === undefined ? 'RUNNING' : 'STOPPED', b.id);
 
+  writeFileSync(join(rootfs, 'tmp', 'finish'), '');
   const waits = await Promise.all(boxes.map((b) => api!.unary(TASKS, 'Wait', { container_id: b.id }, ns)));
   waits.forEach((w, i) => {
     const b = boxes[i]!;
@@ -89,8 +93,7 @@ test('tasks survive kill -9 of berth-containerd: output, running state and exit 
   });
 
   const protos = loadProtos();
-  const envelopes = await gotExits;
-  exits.on('error', () => undefined);
+  const envelopes = await exitsUntil((got) => got.length >= 20, 30_000);
   exits.cancel();
   const byId = new Map<string, number>();
   for (const env of envelopes) {

@@ -9,9 +9,14 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CTR, DaemonProcess, cleanup, ctr, ctrOk, rows, startDaemon, tempDirs } from './_daemon.js';
-import { BERTH_RUNC, CRUN, RUNC, copyRootfs, crunWrapper, killLeftovers, underPty, until } from './_tasks.js';
+import { status } from '@grpc/grpc-js';
+import {
+  Api, CONTAINERS, CTR, cleanup, ctr, ctrOk, grpcError, loadProtos, rows, specAny, startDaemon, tempDirs,
+} from './_daemon.js';
+import type { DaemonProcess } from './_daemon.js';
+import { BERTH_RUNC, CRUN, RUNC, copyRootfs, crunWrapper, killLeftovers, liveEvents, removeCtrFifos, underPty, until } from './_tasks.js';
 
+const TASKS = 'containerd.services.tasks.v1.Tasks';
 const dirs = tempDirs();
 let daemon: DaemonProcess | undefined;
 let rootfs = '';
@@ -43,6 +48,7 @@ before(async () => {
 after(async () => {
   try {
     await killLeftovers(dirs.state, allNs);
+    removeCtrFifos(['d1', 'e1', 'e2', 'f1', 'ev1', 'e1', 'bad']);
   } finally {
     await cleanup(daemon, dirs);
   }
@@ -147,7 +153,7 @@ for (const v of variants) {
   });
 }
 
-test('fast path: berth-runc sees the container, metrics, file:// logs, errors', async () => {
+test('fast path: berth-runc sees the container, update, metrics, file:// logs, errors', async () => {
   const a = dirs.address;
   const ns = extraNs;
   ctrOk(a, ['run', '-d', '--rootfs', rootfs, 'f1', '/bin/sleep', '300'], ns);
@@ -164,6 +170,17 @@ test('fast path: berth-runc sees the container, metrics, file:// logs, errors', 
     const metrics = ctrOk(a, ['task', 'metrics', 'f1'], ns);
     assert.match(metrics, /memory\.usage_in_bytes\s+[1-9]\d*/);
     assert.match(metrics, /pids\.current\s+[1-9]/);
+
+    const api = new Api(a);
+    try {
+      const resources = { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from(JSON.stringify({ memory: { limit: 64 << 20 } })) };
+      await api.unary(TASKS, 'Update', { container_id: 'f1', resources }, ns);
+      const limitFile = `/sys/fs/cgroup/memory/${ns}/f1/memory.limit_in_bytes`;
+      if (existsSync(limitFile)) assert.equal(readFileSync(limitFile, 'utf8').trim(), String(64 << 20));
+      assert.match(ctrOk(a, ['task', 'metrics', 'f1'], ns), new RegExp(`memory\\.limit_in_bytes\\s+${64 << 20}`));
+    } finally {
+      api.close();
+    }
 
     const exec = ctr(a, ['task', 'exec', '--exec-id', 'bad', 'f1', '/no/such/binary'], ns);
     assert.notEqual(exec.code, 0);
@@ -200,4 +217,85 @@ test('ctr leases create, ls, rm', () => {
   ctrOk(a, ['leases', 'rm', 'l1'], ns);
   assert.deepEqual(rows(ctrOk(a, ['leases', 'ls'], ns)), []);
   assert.match(ctr(a, ['leases', 'rm', 'l1'], ns).stderr, /lease "l1": not found/);
+});
+
+test('task events: create, start, exec added and started, exits, paused, resumed, delete', async () => {
+  const a = dirs.address;
+  const ns = extraNs;
+  const api = new Api(a);
+  try {
+    const { stream, until: eventsUntil } = await liveEvents(api, ns, [`topic~="^/tasks/",namespace==${ns}`]);
+    const protos = loadProtos();
+    ctrOk(a, ['run', '-d', '--rootfs', rootfs, 'ev1', '/bin/sleep', '300'], ns);
+    ctrOk(a, ['task', 'exec', '--exec-id', 'e1', 'ev1', '/bin/true'], ns);
+    ctrOk(a, ['task', 'pause', 'ev1'], ns);
+    ctrOk(a, ['task', 'resume', 'ev1'], ns);
+    ctrOk(a, ['task', 'kill', '-s', 'SIGKILL', 'ev1'], ns);
+    await statusBecomes(ns, 'ev1', 'STOPPED');
+    ctr(a, ['task', 'rm', 'ev1'], ns);
+    ctrOk(a, ['containers', 'rm', 'ev1'], ns);
+    const msgs = await eventsUntil((got) => got.some((m) => m['topic'] === '/tasks/delete'));
+    stream.cancel();
+    const events = msgs.map((m) => {
+      const any = m['event'] as { type_url: string; value: Buffer };
+      return { topic: String(m['topic']), type: any.type_url, body: protos.decode(any.type_url, any.value) };
+    });
+    assert.deepEqual(events.map((e) => e.topic), [
+      '/tasks/create', '/tasks/start', '/tasks/exec-added', '/tasks/exec-started', '/tasks/exit',
+      '/tasks/paused', '/tasks/resumed', '/tasks/exit', '/tasks/delete',
+    ]);
+    const [create, start, , execStarted, execExit, , , exit, del] = events;
+    assert.equal(create?.type, 'containerd.events.TaskCreate');
+    assert.equal(create?.body['bundle'], join(dirs.state, 'io.containerd.runtime.v2.task', ns, 'ev1'));
+    assert.equal(create?.body['pid'], start?.body['pid']);
+    assert.deepEqual([execStarted?.body['exec_id'], execExit?.body['id'], execExit?.body['exit_status']], ['e1', 'e1', 0]);
+    assert.deepEqual([exit?.body['id'], exit?.body['exit_status']], ['ev1', 137]);
+    assert.deepEqual([del?.type, del?.body['exit_status'], del?.body['pid']], ['containerd.events.TaskDelete', 137, start?.body['pid']]);
+  } finally {
+    api.close();
+  }
+});
+
+test('Tasks API: errors in containerd words, checkpoint not supported, hooks take the runtime path', async () => {
+  const a = dirs.address;
+  const ns = extraNs;
+  const api = new Api(a);
+  try {
+    const spec = JSON.parse(spawnSync(process.execPath, [BERTH_RUNC, 'spec', '--bundle', dirs.base], { encoding: 'utf8' }).status === 0
+      ? readFileSync(join(dirs.base, 'config.json'), 'utf8') : '{}') as Record<string, unknown> & { process: Record<string, unknown>; linux: Record<string, unknown> };
+    spec['root'] = { path: rootfs, readonly: false };
+    spec.process['terminal'] = false;
+    spec.process['args'] = ['/bin/sh', '-c', 'echo hooked; exit 6'];
+    spec.linux['cgroupsPath'] = `/${ns}/h1`;
+    spec['hooks'] = { prestart: [{ path: '/bin/true' }] };
+    await api.unary(CONTAINERS, 'Create', { container: { id: 'h1', runtime: { name: 'io.containerd.runc.v2' }, spec: specAny(spec) } }, ns);
+
+    const missing = await grpcError(api.unary(TASKS, 'Get', { container_id: 'h1' }, ns));
+    assert.deepEqual(missing, { code: status.NOT_FOUND, details: 'no running task found: task h1 not found: not found' });
+    const cp = await grpcError(api.unary(TASKS, 'Create', { container_id: 'h1', checkpoint: { digest: 'sha256:00', media_type: 'x', size: 1 } }, ns));
+    assert.deepEqual(cp, { code: status.UNIMPLEMENTED, details: 'checkpoint is not supported: not implemented' });
+    assert.equal((await grpcError(api.unary(TASKS, 'Checkpoint', { container_id: 'h1' }, ns))).code, status.UNIMPLEMENTED);
+
+    const out = join(dirs.base, 'logs', 'h1.log');
+    const created = await api.unary(TASKS, 'Create', { container_id: 'h1', stdout: `file://${out}`, stderr: `file://${out}` }, ns);
+    const shimPid = Number(readFileSync(join(dirs.state, 'shims', ns, 'h1', 'shim.pid'), 'utf8'));
+    assert.match(readFileSync(`/proc/${shimPid}/cmdline`, 'utf8'), /--runtime\0[^\0]*berth-runc\.js\0/);
+    const again = await grpcError(api.unary(TASKS, 'Create', { container_id: 'h1' }, ns));
+    assert.deepEqual(again, { code: status.ALREADY_EXISTS, details: 'task h1: already exists' });
+    const waited = api.unary(TASKS, 'Wait', { container_id: 'h1' }, ns);
+    const started = await api.unary(TASKS, 'Start', { container_id: 'h1' }, ns);
+    assert.equal(started['pid'], created['pid']);
+    const w = await waited;
+    assert.equal(w['exit_status'], 6);
+    assert.equal(readFileSync(out, 'utf8'), 'hooked\n');
+    const restart = await grpcError(api.unary(TASKS, 'Start', { container_id: 'h1' }, ns));
+    assert.deepEqual(restart, { code: status.FAILED_PRECONDITION, details: 'cannot start a task in stopped state: failed precondition' });
+    const got = await api.unary(TASKS, 'Get', { container_id: 'h1' }, ns);
+    assert.deepEqual((({ status: s, exit_status: e }) => ({ s, e }))(got['process'] as { status: string; exit_status: number }), { s: 'STOPPED', e: 6 });
+    const del = await api.unary(TASKS, 'Delete', { container_id: 'h1' }, ns);
+    assert.equal(del['exit_status'], 6);
+    await api.unary(CONTAINERS, 'Delete', { id: 'h1' }, ns);
+  } finally {
+    api.close();
+  }
 });

@@ -6,13 +6,12 @@
  * container; the shim then runs the executor on the plan file.
  */
 import { spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { failedPrecondition, writeFileAtomic } from '@berth/base';
 import type { CgroupManager, CgroupPaths } from '@berth/cgroups';
 import {
   StateStore, apparmorEnabled, cgroupMountInfo, containerDeviceFilter, createCgroup, encodePlan, openCgroup,
-  planCreate, planExec, selinuxEnabled, startTimeOf,
+  planCreate, planExec, processAlive, selinuxEnabled, startTimeOf,
 } from '@berth/runtime';
 import type { ContainerRecord as RuncRecord } from '@berth/runtime';
 import type { Process, Spec } from '@berth/spec';
@@ -131,6 +130,14 @@ export async function writeExecPlan(runcRoot: string, id: string, execId: string
   const file = join(shimDir, `exec-${execId}.plan`);
   writeFileAtomic(file, encodePlan(plan), 0o600, { durable: false });
   return file;
+}
+
+/** The container's init, when it still runs (the same process: its start time is checked). */
+export function liveInitPid(runcRoot: string, id: string): number | undefined {
+  const store = new StateStore(runcRoot);
+  if (!store.exists(id)) return undefined;
+  const rec = store.load(id);
+  return rec.pid > 0 && processAlive(rec.pid, rec.pidStartTime) ? rec.pid : undefined;
 }
 
 /** After the shim's delete: every process gone, the cgroup removed, the state dir removed. */

@@ -27,7 +27,7 @@ import {
   loadTaskRecord, mountRootfs, runcOptions, saveTaskRecord, shimStdio, stdioArgs, taskPaths, unmountRootfs, writeBundle,
 } from './bundle.js';
 import type { ExecRecord, Mount, Stdio, TaskRecord } from './bundle.js';
-import { cleanupFast, hasHooks, prepareFastCreate, recordCreated, recordStarted, shimCgroupDir, writeExecPlan } from './fastpath.js';
+import { cleanupFast, hasHooks, liveInitPid, prepareFastCreate, recordCreated, recordStarted, shimCgroupDir, writeExecPlan } from './fastpath.js';
 import type { FastCreate } from './fastpath.js';
 import { ShimClient, parseShimTime, startShim } from './shim.js';
 import type { ShimEvent, ShimMessage } from './shim.js';
@@ -455,8 +455,11 @@ export class TaskManager {
     const rt = t.rec.runtime;
     if (rt !== undefined) {
       await run(rt.binary, [...rt.args, '--root', rt.root, 'delete', '--force', t.rec.id]).catch(() => undefined);
-    } else if (t.init.status !== 'STOPPED' && t.init.pid > 0) {
-      try { process.kill(t.init.pid, 'SIGKILL'); } catch { /* gone */ }
+    } else {
+      const pid = liveInitPid(t.rec.runcRoot, t.rec.id);
+      if (pid !== undefined) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
     }
   }
 

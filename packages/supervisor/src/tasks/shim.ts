@@ -214,4 +214,3 @@ export class ShimClient {
   }
 }
 
-export const shimFields = { numberField, stringField };
