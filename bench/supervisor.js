@@ -102,14 +102,29 @@ async function startContainerd(dir) {
   return { address, child };
 }
 
+export const phases = new Map();
+function lap(name, t0) {
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (!phases.has(name)) phases.set(name, []);
+  phases.get(name).push(ms);
+  return process.hrtime.bigint();
+}
+
 async function cycle(c, id, rootfs, runtimeOptions) {
-  await call(c.containers, 'Create', { container: { id, spec: specAny(rootfs, ['/bin/true']), runtime: { name: 'io.containerd.runc.v2', ...(runtimeOptions ? { options: runtimeOptions } : {}) } } });
+  let t = process.hrtime.bigint();
+  await call(c.containers, 'Create', { container: { id, spec: specAnyCached(rootfs, ['/bin/true']), runtime: { name: 'io.containerd.runc.v2', ...(runtimeOptions ? { options: runtimeOptions } : {}) } } });
+  t = lap('Containers.Create', t);
   await call(c.tasks, 'Create', { container_id: id });
+  t = lap('Tasks.Create', t);
   const waiting = call(c.tasks, 'Wait', { container_id: id });
   await call(c.tasks, 'Start', { container_id: id });
+  t = lap('Tasks.Start', t);
   await waiting;
+  t = lap('Tasks.Wait (after start)', t);
   await call(c.tasks, 'Delete', { container_id: id });
+  t = lap('Tasks.Delete', t);
   await call(c.containers, 'Delete', { id });
+  lap('Containers.Delete', t);
 }
 
 // Processes whose command line matches, with their RSS and PSS in kB.
@@ -184,7 +199,11 @@ export async function run() {
       }
       return stats(xs);
     };
-    for (const [name, c, opts] of cases) rows.push({ name, ...(await sample(c, opts)) });
+    for (const [name, c, opts] of cases) {
+      phases.clear();
+      rows.push({ name, ...(await sample(c, opts)) });
+      if (process.env.BENCH_PHASES) console.log(name, JSON.stringify(Object.fromEntries([...phases].map(([k, v]) => [k, Number(stats(v).median.toFixed(1))]))));
+    }
     let real;
     if (which('containerd') && runcBin) {
       real = await startContainerd(dir);
@@ -215,6 +234,7 @@ export async function run() {
     for (const c of children) { try { process.kill(c.pid, 'SIGTERM'); } catch { /* gone */ } }
     await new Promise((r) => setTimeout(r, 1000));
     for (const c of children) { try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
+    if (process.env.BENCH_DAEMON_LOG) cpSync(join(dir, 'berth.log'), process.env.BENCH_DAEMON_LOG);
     spawnSync('sh', ['-c', `grep " ${dir}" /proc/self/mountinfo | cut -d" " -f5 | sort -r | xargs -r -n1 umount -l`]);
     rmSync(dir, { recursive: true, force: true });
   }

@@ -16,10 +16,22 @@
 #include <unistd.h>
 
 /* In the executor, before any namespace is joined: the fifo is a host path. */
+/* Creates the exec fifo (unless the caller made it) and holds it by an O_PATH fd.
+ * Mode 0622: the process opens it for writing after taking the container's
+ * user, who need not be root (as runc makes it). */
 void open_fifo(struct run *r) {
-  if (!r->plan->exec_fifo) return;
-  r->fifo_fd = open(r->plan->exec_fifo, O_PATH | O_CLOEXEC);
-  if (r->fifo_fd < 0) fail(errno, "open exec fifo %s", r->plan->exec_fifo);
+  const char *path = r->plan->exec_fifo;
+  if (!path) return;
+  if (mkfifo(path, 0600) == 0) {
+    if (chmod(path, 0622) < 0) fail(errno, "chmod exec fifo %s", path);
+  } else if (errno != EEXIST) {
+    fail(errno, "mkfifo exec fifo %s", path);
+  }
+  r->fifo_fd = open(path, O_PATH | O_CLOEXEC);
+  if (r->fifo_fd < 0) fail(errno, "open exec fifo %s", path);
+  struct stat st;
+  if (fstat(r->fifo_fd, &st) < 0) fail(errno, "stat exec fifo %s", path);
+  if (!S_ISFIFO(st.st_mode)) fail(EINVAL, "exec fifo %s is not a fifo", path);
 }
 
 static const char *getenv_in(char **env, const char *name) {

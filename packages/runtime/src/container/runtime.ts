@@ -1,6 +1,5 @@
 import { openSync, readSync, closeSync, unlinkSync, readFileSync, existsSync, statSync, constants as fsc } from 'node:fs';
 import { resolve, join } from 'node:path';
-import { spawnSync } from 'node:child_process';
 import {
   Logger, writeFileAtomic, notFound, invalid, failedPrecondition, errnoCode, validateContainerId, BerthError,
 } from '@berth/base';
@@ -105,7 +104,6 @@ export class Runtime {
     let pid = 0;
     try {
       cg = await createCgroup(spec.linux?.cgroupsPath, id, spec.linux?.resources, spec.linux?.devices);
-      mkfifo(fifo);
       const rec: ContainerRecord = {
         version: 1,
         id,
@@ -374,16 +372,6 @@ function readBundleSpec(bundle: string): Spec {
 
 function isDir(p: string): boolean {
   try { return statSync(p).isDirectory(); } catch { return false; }
-}
-
-/**
- * The exec fifo is writable by all (0622, as runc makes it): the container's
- * process opens it for writing after it has taken the container's user,
- * which need not be root nor have CAP_DAC_OVERRIDE. Its directory is 0711.
- */
-function mkfifo(path: string): void {
-  const r = spawnSync('mkfifo', ['-m', '0622', path], { stdio: ['ignore', 'ignore', 'pipe'] });
-  if (r.status !== 0) throw failedPrecondition(`mkfifo ${path}: ${r.stderr?.toString().trim() || r.error?.message}`);
 }
 
 function ownerOf(path: string): string {

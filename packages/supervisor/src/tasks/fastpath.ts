@@ -5,7 +5,6 @@
  * state.json so `berth-runc --root <runcRoot> state/list/kill/delete` see the
  * container; the shim then runs the executor on the plan file.
  */
-import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { failedPrecondition, writeFileAtomic } from '@berth/base';
 import type { CgroupManager, CgroupPaths } from '@berth/cgroups';
@@ -26,11 +25,6 @@ export function hasHooks(spec: Spec): boolean {
 /** The cgroup directory the shim watches for OOM kills and kills `all` through. */
 export function shimCgroupDir(paths: CgroupPaths): string | undefined {
   return paths.version === 'v2' ? paths.dirs[''] : paths.dirs['memory'] ?? paths.dirs['pids'];
-}
-
-function mkfifo(path: string): void {
-  const r = spawnSync('mkfifo', ['-m', '0622', path], { encoding: 'utf8' });
-  if (r.status !== 0) throw failedPrecondition(`mkfifo ${path}: ${(r.stderr || r.error?.message || '').trim()}`);
 }
 
 export interface FastCreate {
@@ -59,7 +53,6 @@ export async function prepareFastCreate(spec: Spec, o: FastOptions): Promise<Fas
   try {
     cg = await createCgroup(spec.linux?.cgroupsPath, o.id, spec.linux?.resources, spec.linux?.devices);
     const execFifo = store.fifoPath(o.id);
-    mkfifo(execFifo);
     const record: RuncRecord = {
       version: 1,
       id: o.id,
