@@ -77,7 +77,8 @@ async function startBerth(dir) {
   const log = join(dir, 'berth.log');
   writeFileSync(log, '');
   const fd = openSync(log, 'a');
-  const child = spawn(process.execPath, [join(repo, 'packages/supervisor/bin/berth-containerd.js'), '--address', address,
+  const prof = process.env.BENCH_DAEMON_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_DAEMON_PROFILE}`] : [];
+  const child = spawn(process.execPath, [...prof, join(repo, 'packages/supervisor/bin/berth-containerd.js'), '--address', address,
     '--root', join(dir, 'berth-root'), '--state', join(dir, 'berth-state')], { stdio: ['ignore', fd, fd] });
   closeSync(fd);
   await waitSocket(address, child, log);
