@@ -4,6 +4,7 @@
  * directories removed afterwards, even on failure), ctr pointed at it, and a
  * grpc-js client speaking the containerd API through the same protos.
  */
+import { after, before } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -243,4 +244,30 @@ export async function collect(stream: ClientReadableStream<Msg>, pred: (got: Msg
     stream.on('error', onError);
     stream.on('end', onEnd);
   });
+}
+
+/**
+ * One daemon for a whole test file: started before its tests, stopped and its
+ * directories removed after them (also when they fail).
+ */
+export function useDaemon(): { dirs: Dirs; daemon: () => DaemonProcess | undefined; client: () => Api } {
+  const dirs = tempDirs();
+  let daemon: DaemonProcess | undefined;
+  let api: Api | undefined;
+  before(async () => {
+    daemon = await startDaemon(dirs);
+    api = new Api(dirs.address);
+  });
+  after(async () => {
+    api?.close();
+    await cleanup(daemon, dirs);
+  });
+  return {
+    dirs,
+    daemon: () => daemon,
+    client: () => {
+      if (api === undefined) throw new Error('the daemon did not start');
+      return api;
+    },
+  };
 }

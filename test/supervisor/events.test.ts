@@ -4,35 +4,18 @@
  * own events arrive with payloads of the right type; subscribers that go away
  * are dropped.
  */
-import test, { after, before } from 'node:test';
+import test from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status } from '@grpc/grpc-js';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import {
-  Api, CONTAINERS, DaemonProcess, EVENTS, cleanup, collect, grpcError, loadProtos, specAny, startDaemon, tempDirs,
+  Api, CONTAINERS, EVENTS, collect, grpcError, loadProtos, specAny, useDaemon,
 } from './_daemon.js';
 import type { Msg } from './_daemon.js';
 
-const dirs = tempDirs();
-let daemon: DaemonProcess | undefined;
-let api: Api | undefined;
-
-before(async () => {
-  daemon = await startDaemon(dirs);
-  api = new Api(dirs.address);
-});
-
-after(async () => {
-  api?.close();
-  await cleanup(daemon, dirs);
-});
-
-function client(): Api {
-  assert.ok(api, 'daemon started');
-  return api;
-}
+const { daemon: currentDaemon, client } = useDaemon();
 
 const rec = (v: unknown): Msg => {
   assert.ok(typeof v === 'object' && v !== null);
@@ -158,5 +141,5 @@ test('a cancelled subscriber is dropped, and the daemon keeps serving', async (t
   await client().unary(EVENTS, 'Publish', { topic: '/still/here', event: { type_url: 'x', value: Buffer.from('ok') } }, 'gone');
   const [e] = await live.next(1);
   assert.equal(e?.['topic'], '/still/here');
-  assert.doesNotMatch(daemon?.log() ?? '', /level=error/);
+  assert.doesNotMatch(currentDaemon()?.log() ?? '', /level=error/);
 });

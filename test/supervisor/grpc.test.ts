@@ -3,35 +3,17 @@
  * grpc-js client: what ctr cannot do without tasks and snapshots. Error codes
  * and messages are compared with a real containerd 1.6 doing the same calls.
  */
-import test, { after, before } from 'node:test';
+import test from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import {
-  Api, CONTAINERS, DaemonProcess, INTROSPECTION, NAMESPACES, EVENTS, VERSION_SVC, cleanup, grpcError,
-  specAny, startDaemon, tempDirs,
+  Api, CONTAINERS, INTROSPECTION, NAMESPACES, EVENTS, VERSION_SVC, grpcError, specAny, useDaemon,
 } from './_daemon.js';
 import type { Msg } from './_daemon.js';
 import { RealContainerd, containerdMissing } from './_containerd.js';
 
-const dirs = tempDirs();
-let daemon: DaemonProcess | undefined;
-let api: Api | undefined;
-
-before(async () => {
-  daemon = await startDaemon(dirs);
-  api = new Api(dirs.address);
-});
-
-after(async () => {
-  api?.close();
-  await cleanup(daemon, dirs);
-});
-
-function client(): Api {
-  assert.ok(api, 'daemon started');
-  return api;
-}
+const { daemon: currentDaemon, client } = useDaemon();
 
 const RUNC = 'io.containerd.runc.v2';
 const asRecord = (v: unknown): Msg => {
@@ -43,7 +25,7 @@ test('Version and Introspection.Server', async () => {
   assert.deepEqual(await client().unary(VERSION_SVC, 'Version', {}), { version: '0.1.0+berth', revision: 'berth-containerd' });
   const server = await client().unary(INTROSPECTION, 'Server', {});
   assert.match(String(server['uuid']), /^[0-9a-f-]{36}$/);
-  assert.equal(server['pid'], daemon?.pid);
+  assert.equal(server['pid'], currentDaemon()?.pid);
   assert.ok(Number(server['pidns']) > 0);
   const info = await client().unary(INTROSPECTION, 'PluginInfo', { type: 'io.containerd.grpc.v1', id: 'containers' });
   assert.equal(asRecord(info['plugin'])['id'], 'containers');
