@@ -3,12 +3,12 @@
  * commands with a deadline, a busybox root filesystem, and the clean-up of the
  * processes, mounts and cgroups that podman and containerd leave behind.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { runCommand } from '../lib/exec.js';
+import { spawnSync } from 'node:child_process';
 import {
-  accessSync, chmodSync, closeSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync,
-  openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, symlinkSync, writeFileSync,
+  accessSync, chmodSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync,
+  readFileSync, readdirSync, rmSync, rmdirSync, statSync, symlinkSync, writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -115,40 +115,15 @@ export interface RunOptions {
 }
 
 /**
- * Runs argv to completion. Output goes through files, not pipes: a detached
- * container or a daemonised helper that inherits a pipe would keep it open long
- * after the command itself has exited.
+ * Runs argv to completion through the test kit's runner (output through files,
+ * not pipes); a command killed by a signal reports code null here.
  */
 export async function run(argv: readonly string[], opts: RunOptions = {}): Promise<Result> {
-  const [file, ...args] = argv;
-  if (file === undefined) throw new Error('run: empty command line');
-  const scratch = mkdtempSync(join(tmpdir(), 'berth-interop-out-'));
-  const outPath = join(scratch, 'stdout');
-  const errPath = join(scratch, 'stderr');
-  const outFd = openSync(outPath, 'w');
-  const errFd = openSync(errPath, 'w');
-  try {
-    const child = spawn(file, args, { env: opts.env ?? process.env, stdio: ['ignore', outFd, errFd] });
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, opts.timeoutMs ?? 30_000);
-    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
-      child.once('error', () => resolve([127, null]));
-      child.once('exit', (c, s) => resolve([c, s]));
-    });
-    clearTimeout(timer);
-    return {
-      code, signal, timedOut, argv,
-      stdout: readFileSync(outPath, 'utf8'),
-      stderr: readFileSync(errPath, 'utf8'),
-    };
-  } finally {
-    closeSync(outFd);
-    closeSync(errFd);
-    rmSync(scratch, { recursive: true, force: true });
-  }
+  const r = await runCommand(argv, {
+    timeoutMs: opts.timeoutMs ?? 30_000,
+    ...(opts.env !== undefined ? { env: opts.env } : {}),
+  });
+  return { ...r, code: r.signal !== null ? null : r.code };
 }
 
 /** A result in one paragraph, for assertion messages. */
