@@ -6,7 +6,7 @@
  * container; the shim then runs the executor on the plan file.
  */
 import { join, resolve } from 'node:path';
-import { failedPrecondition, writeFileAtomic } from '@berth/base';
+import { writeFileAtomic } from '@berth/base';
 import type { CgroupManager, CgroupPaths } from '@berth/cgroups';
 import {
   StateStore, apparmorEnabled, cgroupMountInfo, containerDeviceFilter, createCgroup, encodePlan, openCgroup,
