@@ -184,10 +184,12 @@ export async function run() {
     const rows = [];
     const berthRunc = join(repo, 'packages/runtime/bin/berth-runc.js');
     const runcBin = which('runc');
+    // BENCH_FAST_ONLY=1: the fast path alone (no other runtime, no containerd, no concurrent run).
+    const fastOnly = process.env.BENCH_FAST_ONLY === '1';
     const cases = [
       ['berth-containerd, fast path', bc, undefined],
-      ['berth-containerd + berth-runc', bc, optionsAny(berthRunc)],
-      ...(runcBin ? [['berth-containerd + runc', bc, optionsAny(runcBin)]] : []),
+      ...(fastOnly ? [] : [['berth-containerd + berth-runc', bc, optionsAny(berthRunc)]]),
+      ...(runcBin && !fastOnly ? [['berth-containerd + runc', bc, optionsAny(runcBin)]] : []),
     ];
     let k = 0;
     const sample = async (c, opts) => {
@@ -206,7 +208,7 @@ export async function run() {
       if (process.env.BENCH_PHASES) console.log(name, JSON.stringify(Object.fromEntries([...phases].map(([k, v]) => [k, Number(stats(v).median.toFixed(1))]))));
     }
     let real;
-    if (which('containerd') && runcBin) {
+    if (which('containerd') && runcBin && !fastOnly) {
       real = await startContainerd(dir);
       children.push(real.child);
       const rc = loadClients(real.address);
@@ -217,6 +219,7 @@ export async function run() {
     printTable('create + start + wait + delete of a /bin/true task through the gRPC API', rows,
       real ? 'containerd 1.6 + runc (containerd-shim-runc-v2)' : 'berth-containerd + runc');
 
+    if (fastOnly) return;
     const conc = [];
     const b = await concurrent(bc, rootfs, undefined, 'cfast', 'berth-shim');
     conc.push({ name: `berth-containerd fast path: ${CONCURRENT} tasks started concurrently`, ms: b.ms, mem: b.mem });

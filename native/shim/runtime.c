@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,6 +45,21 @@ static pid_t spawn(char *const argv[], const int *fds, int nfds)
 static int wait_helper(pid_t pid, int timeout_ms)
 {
 	int st;
+	/* A pidfd turns readable when the process exits: no sleeping in between. */
+	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pfd >= 0) {
+		struct pollfd w = {.fd = pfd, .events = POLLIN};
+		int r;
+		while ((r = poll(&w, 1, timeout_ms)) < 0 && errno == EINTR)
+			;
+		close(pfd);
+		if (r == 0)
+			kill(pid, SIGKILL);
+		while (waitpid(pid, &st, 0) < 0)
+			if (errno != EINTR)
+				return -1;
+		return r == 0 ? -1 : st;
+	}
 	struct timespec delay = {0, 200000};
 	long waited_us = 0;
 	for (;;) {
@@ -346,12 +362,19 @@ int rt_start(struct proc *p, char *err, size_t errn)
 		snprintf(err, errn, "open exec fifo %s: %s", cfg.exec_fifo, strerror(errno));
 		return -1;
 	}
-	/* the container opens its end once we have ours, then writes one byte */
-	for (int waited = 0;; waited += 5) {
+	/* The container's open for writing returns once we have our end; it then
+	 * writes one byte. poll() wakes on that byte; with no writer yet it blocks
+	 * (a fifo reports POLLHUP only once a writer has come and gone). */
+	for (int waited = 0;; waited += 20) {
 		char c;
 		ssize_t n = read(fd, &c, 1);
 		if (n == 1)
 			break;
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			snprintf(err, errn, "read exec fifo %s: %s", cfg.exec_fifo, strerror(errno));
+			close(fd);
+			return -1;
+		}
 		siginfo_t si = {0};
 		if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == p->pid) {
 			snprintf(err, errn, "cannot start a container that has stopped");
@@ -363,8 +386,13 @@ int rt_start(struct proc *p, char *err, size_t errn)
 			close(fd);
 			return -1;
 		}
-		struct timespec d = {0, 5000000};
-		nanosleep(&d, NULL);
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int r = poll(&pfd, 1, 20);
+		if (r > 0 && (pfd.revents & POLLHUP) && !(pfd.revents & POLLIN)) {
+			/* its writer closed without a byte: the process is going away */
+			struct timespec d = {0, 1000000};
+			nanosleep(&d, NULL);
+		}
 	}
 	close(fd);
 	unlink(cfg.exec_fifo);

@@ -1,7 +1,7 @@
 // Reading and writing cgroup control files. Every failure names the file,
 // the value and the errno, e.g. "write 100 to /sys/fs/cgroup/pids/x/pids.max: EINVAL".
 import { open, readFile, readdir, rmdir, mkdir, access } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { BerthError, ErrorKind, errnoCode } from '@berth/base';
 
@@ -57,6 +57,54 @@ export async function writeControl(file: string, value: string, log?: CgroupWrit
     await fh?.close();
   }
   log?.push({ file, value });
+}
+
+/**
+ * writeControl without a round trip through the thread pool, for a cgroup
+ * being created: its files take a new value at once (no usage to reclaim, no
+ * process to move), and a create writes a dozen of them.
+ */
+export function writeControlSync(file: string, value: string, log?: CgroupWrite[]): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, constants.O_WRONLY | constants.O_TRUNC);
+    writeSync(fd, Buffer.from(value));
+  } catch (err) {
+    throw ioError(`write ${showValue(value)} to`, file, err);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  log?.push({ file, value });
+}
+
+/** readOptional, synchronously (see writeControlSync). */
+export function readOptionalSync(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENODEV' || errnoCode(err) === 'EOPNOTSUPP') {
+      return undefined;
+    }
+    throw ioError('read', file, err);
+  }
+}
+
+/** readControl, synchronously (see writeControlSync). */
+export function readControlSync(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw ioError('read', file, err);
+  }
+}
+
+/** mkdirp, synchronously (see writeControlSync). */
+export function mkdirpSync(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw ioError('mkdir', dir, err);
+  }
 }
 
 export async function readControl(file: string): Promise<string> {

@@ -5,3 +5,4 @@ export * from './stats.js';
 export * from './convert.js';
 export * from './devices.js';
 export * from './devicefilter.js';
+export * from './warm.js';

@@ -13,7 +13,7 @@ import type { Logger } from '@berth/base';
 import {
   BerthError, ErrorKind, alreadyExists, failedPrecondition, invalid, notFound, notImplemented, unavailable, writeFileAtomic,
 } from '@berth/base';
-import { hostCgroupLayout, resolveCgroupPaths } from '@berth/cgroups';
+import { hostCgroupLayout, resolveCgroupPaths, warmCgroupMigration } from '@berth/cgroups';
 import type { CgroupManager, CgroupPaths, CgroupStats } from '@berth/cgroups';
 import { openCgroup } from '@berth/runtime';
 import { parseProcess, parseResources, parseSpec } from '@berth/spec';
@@ -319,6 +319,9 @@ export class TaskManager {
         for (const a of runtime.args) args.push('--runtime-arg', a);
         args.push('--runtime-root', runtime.root);
       }
+      // The container joins its cgroup in a few milliseconds: let the kernel's
+      // migration lock warm up meanwhile (after our own cgroup writes, which it would hold up).
+      void warmCgroupMigration();
       const cgDir = rec.cgroup === undefined ? undefined : shimCgroupDir(rec.cgroup);
       if (cgDir !== undefined) args.push('--cgroup', cgDir);
       if (terminal) args.push('--terminal');
