@@ -1,11 +1,11 @@
-import { openSync, readSync, closeSync, unlinkSync, readFileSync, existsSync, statSync, constants as fsc } from 'node:fs';
+import { openSync, readSync, closeSync, unlinkSync, readFileSync, statSync, constants as fsc } from 'node:fs';
 import { resolve, join } from 'node:path';
 import {
   Logger, writeFileAtomic, notFound, invalid, failedPrecondition, errnoCode, validateContainerId, BerthError,
 } from '@berth/base';
 import { parseSpec } from '@berth/spec';
 import type { Spec, Process, LinuxResources } from '@berth/spec';
-import { planCreate, planExec } from '../plan/index.js';
+import { planExec } from '../plan/index.js';
 import { startExecutor } from '../executor/index.js';
 import { StateStore, statusOf, ociState, hookState, startTimeOf } from './state.js';
 import type { ContainerRecord, OciState } from './state.js';
@@ -13,7 +13,9 @@ import { assertCan } from './lifecycle.js';
 import type { Status } from './lifecycle.js';
 import { runHooks } from './hooks.js';
 import { processAlive, waitGone, sleep } from './proc.js';
-import { createCgroup, openCgroup, cgroupMountInfo, isFrozen, containerDeviceFilter } from './cgroup.js';
+import { openCgroup, isFrozen } from './cgroup.js';
+import { prepareContainer } from './prepare.js';
+import { apparmorEnabled, selinuxEnabled } from './host.js';
 import type { CgroupManager } from '@berth/cgroups';
 
 export interface CreateOptions {
@@ -98,42 +100,23 @@ export class Runtime {
     const rootfs = resolve(bundle, spec.root?.path ?? 'rootfs');
     if (!isDir(rootfs)) throw invalid(`rootfs (${rootfs}) does not exist or is not a directory`);
 
-    const dir = this.store.reserve(id);
-    const fifo = this.store.fifoPath(id);
     let cg: CgroupManager | undefined;
     let pid = 0;
+    let reserved = false;
     try {
-      cg = await createCgroup(spec.linux?.cgroupsPath, id, spec.linux?.resources, spec.linux?.devices);
-      const rec: ContainerRecord = {
-        version: 1,
-        id,
+      const prepared = await prepareContainer(this.store, id, spec, {
         bundle,
         rootfs,
-        pid: 0,
-        pidStartTime: '',
-        created: new Date().toISOString(),
-        annotations: spec.annotations ?? {},
-        config: spec,
-        cgroup: cg.paths,
-        namespaces: (spec.linux?.namespaces ?? []).map((n) => n.type),
-      };
-      const plan = planCreate(spec, {
-        bundle,
-        containerId: id,
-        execFifo: fifo,
         consoleSocket: o.consoleSocket,
         consoleRelay: Boolean(spec.process.terminal && !o.consoleSocket && o.wait),
         noPivot: o.noPivot ?? false,
         noNewKeyring: o.noNewKeyring ?? false,
         preserveFds: o.preserveFds ?? 0,
-        cgroupProcsFiles: cg.procsFiles(),
-        cgroupMounts: cgroupMountInfo(cg),
-        deviceFilter: containerDeviceFilter(cg, spec.linux?.resources, spec.linux?.devices),
         wait: o.wait ?? false,
-        hookState: hookState(rec, 'creating'),
-        apparmorEnabled: apparmorEnabled(),
-        selinuxEnabled: selinuxEnabled(),
       });
+      reserved = true;
+      cg = prepared.cgroup;
+      const { record: rec, plan } = prepared;
       const handle = await startExecutor(plan, {
         preserveFds: o.preserveFds ?? 0,
         onMessage: (m) => {
@@ -163,8 +146,7 @@ export class Runtime {
         await waitGone(pid, undefined, 2000);
       }
       if (cg) await cg.destroy().catch(() => undefined);
-      this.store.remove(id);
-      void dir;
+      if (reserved) this.store.remove(id);
       throw e;
     }
   }
@@ -383,14 +365,6 @@ function ownerOf(path: string): string {
   } catch {
     return '';
   }
-}
-
-export function apparmorEnabled(): boolean {
-  try { return readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').trim() === 'Y'; } catch { return false; }
-}
-
-export function selinuxEnabled(): boolean {
-  return existsSync('/sys/fs/selinux/enforce');
 }
 
 function mergeResources(base: LinuxResources, upd: LinuxResources): LinuxResources {

@@ -9,8 +9,7 @@ import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '@berth/base';
 import type { CgroupManager, CgroupPaths } from '@berth/cgroups';
 import {
-  StateStore, apparmorEnabled, cgroupMountInfo, containerDeviceFilter, createCgroup, encodePlan, openCgroup,
-  planCreate, planExec, processAlive, selinuxEnabled, startTimeOf,
+  StateStore, apparmorEnabled, encodePlan, openCgroup, planExec, prepareContainer, processAlive, selinuxEnabled, startTimeOf,
 } from '@berth/runtime';
 import type { ContainerRecord as RuncRecord } from '@berth/runtime';
 import type { Process, Spec } from '@berth/spec';
@@ -48,42 +47,19 @@ export interface FastOptions {
 /** Everything the shim needs for `--executor … --plan … --exec-fifo …`. Undone on failure. */
 export async function prepareFastCreate(spec: Spec, o: FastOptions): Promise<FastCreate> {
   const store = new StateStore(o.runcRoot);
-  store.reserve(o.id);
-  let cg: CgroupManager | undefined;
+  const prepared = await prepareContainer(store, o.id, spec, {
+    bundle: o.bundle,
+    rootfs: resolve(o.bundle, spec.root?.path ?? 'rootfs'),
+    consoleSocket: o.terminal ? join(o.shimDir, 'console.sock') : undefined,
+    noPivot: o.noPivot,
+    noNewKeyring: o.noNewKeyring,
+  });
   try {
-    cg = await createCgroup(spec.linux?.cgroupsPath, o.id, spec.linux?.resources, spec.linux?.devices);
-    const execFifo = store.fifoPath(o.id);
-    const record: RuncRecord = {
-      version: 1,
-      id: o.id,
-      bundle: o.bundle,
-      rootfs: resolve(o.bundle, spec.root?.path ?? 'rootfs'),
-      pid: 0,
-      pidStartTime: '',
-      created: new Date().toISOString(),
-      annotations: spec.annotations ?? {},
-      config: spec,
-      cgroup: cg.paths,
-      namespaces: (spec.linux?.namespaces ?? []).map((n) => n.type),
-    };
-    const plan = planCreate(spec, {
-      bundle: o.bundle,
-      containerId: o.id,
-      execFifo,
-      consoleSocket: o.terminal ? join(o.shimDir, 'console.sock') : undefined,
-      noPivot: o.noPivot,
-      noNewKeyring: o.noNewKeyring,
-      cgroupProcsFiles: cg.procsFiles(),
-      cgroupMounts: cgroupMountInfo(cg),
-      deviceFilter: containerDeviceFilter(cg, spec.linux?.resources, spec.linux?.devices),
-      apparmorEnabled: apparmorEnabled(),
-      selinuxEnabled: selinuxEnabled(),
-    });
     const planFile = join(o.shimDir, 'init.plan');
-    writeFileAtomic(planFile, encodePlan(plan), 0o600, { durable: false });
-    return { cgroup: cg, planFile, execFifo, record, store };
+    writeFileAtomic(planFile, encodePlan(prepared.plan), 0o600, { durable: false });
+    return { cgroup: prepared.cgroup, planFile, execFifo: prepared.execFifo, record: prepared.record, store };
   } catch (e) {
-    if (cg !== undefined) await cg.destroy().catch(() => undefined);
+    await prepared.cgroup.destroy().catch(() => undefined);
     store.remove(o.id);
     throw e;
   }
