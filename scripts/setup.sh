@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # Needed to build and run: libseccomp (static, for the executor), busybox-static (built-in rootfs).
 # Needed by the tests: the runtimes and tools Berth is checked against.
 PKGS="gcc make libseccomp-dev busybox-static runc crun containerd podman skopeo umoci \
-docker-registry containernetworking-plugins iptables nftables iproute2 python3-docker docker-compose"
+docker-registry containernetworking-plugins iptables nftables iproute2 python3-docker docker-compose \
+apache2-utils openssl"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
