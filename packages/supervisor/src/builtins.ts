@@ -8,10 +8,14 @@ import { MetadataStore } from './metadata/store.js';
 import { EventPlugin, MetadataPlugin } from './plugin.js';
 import type { PluginRecord } from './plugin.js';
 import { containersService } from './services/containers.js';
+import { contentService, contentStorePlugin } from './services/content.js';
 import { eventsService } from './services/events.js';
+import { imageStorePlugin, imagesService } from './services/images.js';
 import { introspectionService } from './services/introspection.js';
 import { leasesService } from './services/leases.js';
 import { namespacesService } from './services/namespaces.js';
+import { nativeSnapshotter, overlayfsSnapshotter, snapshotsService } from './services/snapshots.js';
+import { diffService } from './services/diff.js';
 import { versionService } from './services/version.js';
 import { tasksService } from './tasks/service.js';
 
@@ -43,5 +47,13 @@ export const builtins: readonly PluginRecord<unknown>[] = [
   containersService,
   eventsService,
   leasesService,
+  contentStorePlugin,
+  contentService,
+  imageStorePlugin,
+  imagesService,
+  overlayfsSnapshotter,
+  nativeSnapshotter,
+  snapshotsService,
+  diffService,
   tasksService,
 ];

@@ -4,14 +4,14 @@
  * return response objects. Errors are translated to gRPC status here, once.
  */
 import type {
-  Metadata, Server, ServerUnaryCall, ServerWritableStream, sendUnaryData, UntypedServiceImplementation,
+  Metadata, Server, ServerDuplexStream, ServerUnaryCall, ServerWritableStream, sendUnaryData, UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { Logger } from '@berth/base';
 import { Bug, failedPrecondition, invalid, BerthError, ErrorKind } from '@berth/base';
 import { isClientError, toGrpcError } from './errors.js';
 import type { Protos } from './protos.js';
-import { validateIdentifier } from './wire.js';
+import { isRecord, validateIdentifier } from './wire.js';
 import type { Wire } from './wire.js';
 
 /** The gRPC metadata key carrying the namespace of a call. */
@@ -35,6 +35,13 @@ export interface StreamSink {
 
 export type UnaryHandler = (request: Wire, ctx: CallContext) => object | Promise<object>;
 export type ServerStreamHandler = (request: Wire, ctx: CallContext, out: StreamSink) => Promise<void>;
+/**
+ * Both sides stream: requests arrive in order through `requests` (it ends
+ * when the client half-closes, and throws when it cancels); responses go to
+ * `out`. The call ends with OK when the handler returns, with its error's
+ * status when it throws. A handler may return before reading every request.
+ */
+export type BidiStreamHandler = (requests: AsyncIterable<Wire>, ctx: CallContext, out: StreamSink) => Promise<void>;
 
 /** What a plugin of type io.containerd.grpc.v1 produces. Methods without a handler answer UNIMPLEMENTED. */
 export interface GrpcService {
@@ -42,6 +49,7 @@ export interface GrpcService {
   readonly service: string;
   readonly unary?: Readonly<Record<string, UnaryHandler>>;
   readonly serverStream?: Readonly<Record<string, ServerStreamHandler>>;
+  readonly bidiStream?: Readonly<Record<string, BidiStreamHandler>>;
   close?(): void | Promise<void>;
 }
 
@@ -78,6 +86,47 @@ function logFailure(log: Logger, method: string, err: unknown): void {
   else log.error('call failed', { method, code: status[code], error: details, stack: err instanceof Error ? err.stack : undefined });
 }
 
+/** A sink over a writable call: write() waits for 'drain' and fails once the client has gone. */
+function sinkFor(call: ServerWritableStream<Wire, object> | ServerDuplexStream<Wire, object>, method: string, signal: AbortSignal): StreamSink {
+  const canceled = (): BerthError => new BerthError(ErrorKind.Canceled, `${method}: client went away`);
+  return {
+    write: (message) => new Promise<void>((resolve, reject) => {
+      if (signal.aborted) {
+        reject(canceled());
+        return;
+      }
+      if (call.write(message)) {
+        resolve();
+        return;
+      }
+      const onAbort = (): void => {
+        call.off('drain', onDrain);
+        reject(canceled());
+      };
+      const onDrain = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      call.once('drain', onDrain);
+      signal.addEventListener('abort', onAbort, { once: true });
+    }),
+  };
+}
+
+/** The requests of a duplex call; leaving the loop early does not end the call. */
+async function* requestsOf(call: ServerDuplexStream<Wire, object>, method: string, signal: AbortSignal): AsyncGenerator<Wire> {
+  try {
+    for await (const req of call.iterator({ destroyOnReturn: false })) {
+      if (!isRecord(req)) throw new Bug(`${method}: the proto loader produced a ${typeof req} for a request`);
+      yield req;
+    }
+  } catch (e) {
+    if (signal.aborted) throw new BerthError(ErrorKind.Canceled, `${method}: client went away`, { cause: e });
+    throw e;
+  }
+  if (signal.aborted) throw new BerthError(ErrorKind.Canceled, `${method}: client went away`);
+}
+
 /** Register one service's handlers on the server. */
 export function bindService(server: Server, protos: Protos, svc: GrpcService, log: Logger): void {
   const def = protos.service(svc.service);
@@ -86,10 +135,28 @@ export function bindService(server: Server, protos: Protos, svc: GrpcService, lo
     const method = `/${svc.service}/${name}`;
     const unary = svc.unary?.[name];
     const stream = svc.serverStream?.[name];
+    const bidi = svc.bidiStream?.[name];
     if (m.requestStream) {
-      if (unary !== undefined || stream !== undefined) throw new Bug(`${method} takes a client stream; no handler shape for it yet`);
+      if (unary !== undefined || stream !== undefined) throw new Bug(`${method} takes a client stream: its handler belongs in bidiStream`);
+      if (bidi === undefined) continue;
+      if (!m.responseStream) throw new Bug(`${method}: client-streaming calls with one response have no handler shape`);
+      impl[name] = (call: ServerDuplexStream<Wire, object>): void => {
+        const ac = new AbortController();
+        call.once('cancelled', () => ac.abort());
+        Promise.resolve()
+          .then(() => bidi(requestsOf(call, method, ac.signal), context(method, call.metadata, ac.signal), sinkFor(call, method, ac.signal)))
+          .then(
+            () => call.end(),
+            (err: unknown) => {
+              if (ac.signal.aborted) return;
+              logFailure(log, method, err);
+              call.emit('error', toGrpcError(err));
+            },
+          );
+      };
       continue;
     }
+    if (bidi !== undefined) throw new Bug(`${method} does not take a client stream: its handler is not a bidiStream one`);
     if (!m.responseStream && unary !== undefined) {
       impl[name] = (call: ServerUnaryCall<Wire, object>, callback: sendUnaryData<object>): void => {
         const ac = new AbortController();
@@ -108,29 +175,7 @@ export function bindService(server: Server, protos: Protos, svc: GrpcService, lo
       impl[name] = (call: ServerWritableStream<Wire, object>): void => {
         const ac = new AbortController();
         call.once('cancelled', () => ac.abort());
-        const canceled = (): BerthError => new BerthError(ErrorKind.Canceled, `${method}: client went away`);
-        const sink: StreamSink = {
-          write: (message) => new Promise<void>((resolve, reject) => {
-            if (ac.signal.aborted) {
-              reject(canceled());
-              return;
-            }
-            if (call.write(message)) {
-              resolve();
-              return;
-            }
-            const onAbort = (): void => {
-              call.off('drain', onDrain);
-              reject(canceled());
-            };
-            const onDrain = (): void => {
-              ac.signal.removeEventListener('abort', onAbort);
-              resolve();
-            };
-            call.once('drain', onDrain);
-            ac.signal.addEventListener('abort', onAbort, { once: true });
-          }),
-        };
+        const sink = sinkFor(call, method, ac.signal);
         Promise.resolve()
           .then(() => stream(call.request, context(method, call.metadata, ac.signal), sink))
           .then(
@@ -146,7 +191,7 @@ export function bindService(server: Server, protos: Protos, svc: GrpcService, lo
       throw new Bug(`${method}: handler shape does not match the proto (server streaming: ${String(m.responseStream)})`);
     }
   }
-  for (const name of [...Object.keys(svc.unary ?? {}), ...Object.keys(svc.serverStream ?? {})]) {
+  for (const name of [...Object.keys(svc.unary ?? {}), ...Object.keys(svc.serverStream ?? {}), ...Object.keys(svc.bidiStream ?? {})]) {
     if (!(name in def)) throw new Bug(`${svc.service} has no method ${name}`);
   }
   server.addService(def, impl);

@@ -1,1 +1,20 @@
-export {};
+// Layer archives: a streaming tar reader and writer, decompression (gzip, zstd),
+// extraction confined to its directory (applyLayer) and layer making (makeLayer).
+export type { TarEntryType } from './_format.js';
+export { readTar } from './reader.js';
+export type { TarEntry, TarHeader, TarReadOptions } from './reader.js';
+export { TarWriter } from './writer.js';
+export type { TarWriteEntry, TarWriteResult } from './writer.js';
+export {
+  compressionOfMediaType,
+  detectCompression,
+  decompress,
+  Meter,
+  DEFAULT_MAX_LAYER_BYTES,
+} from './compress.js';
+export type { Compression, DecompressOptions } from './compress.js';
+export { applyLayer } from './apply.js';
+export type { ApplyMode, ApplyOptions, ApplyResult } from './apply.js';
+export { makeLayer } from './diff.js';
+export type { LayerChanges, MakeLayerOptions } from './diff.js';
+export { sysAddonPath } from './_sys.js';
