@@ -5,6 +5,7 @@
  * `includes` hold and whose `excludes` do not, judged against the container's
  * capability set, architecture and kernel version.
  */
+import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { release } from 'node:os';
 
@@ -57,7 +58,8 @@ const SCMP_ARCH: Record<string, string> = {
   riscv64: 'SCMP_ARCH_RISCV64',
 };
 
-export const DEFAULT_SECCOMP_PATH: string = '/work/shared/spec/seccomp/default.json';
+/** Docker's default profile, from the reference specs beside the repository (this file runs from test/dist/lib/). */
+export const DEFAULT_SECCOMP_PATH: string = fileURLToPath(new URL('../../../../shared/spec/seccomp/default.json', import.meta.url));
 
 export function loadDockerProfile(path: string = DEFAULT_SECCOMP_PATH): DockerSeccompProfile {
   const value: unknown = JSON.parse(readFileSync(path, 'utf8'));

@@ -1,12 +1,14 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseSpec } from '@berth/spec';
 import type { LinuxSeccomp } from '@berth/spec';
 import { seccompRecords } from './seccomp.js';
 import type { PlanRecord } from './types.js';
 
-const PROFILE = '/work/shared/spec/seccomp/default.json';
+// The reference specs sit beside the repository (this file runs from packages/runtime/dist/plan/).
+const PROFILE = fileURLToPath(new URL('../../../../../shared/spec/seccomp/default.json', import.meta.url));
 
 interface DockerRule {
   names: string[];
