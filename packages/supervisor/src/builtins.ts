@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { EventExchange } from './events/exchange.js';
 import { MetadataStore } from './metadata/store.js';
 import { EventPlugin, MetadataPlugin } from './plugin.js';
+import { gcPlugin } from './gc/collector.js';
 import type { PluginRecord } from './plugin.js';
 import { containersService } from './services/containers.js';
 import { contentService, contentStorePlugin } from './services/content.js';
@@ -53,6 +54,7 @@ export const builtins: readonly PluginRecord<unknown>[] = [
   imagesService,
   overlayfsSnapshotter,
   nativeSnapshotter,
+  gcPlugin,
   snapshotsService,
   diffService,
   tasksService,

@@ -3,6 +3,7 @@ import { invalid } from '@berth/base';
 import { EventPlugin, GRPCPlugin, MetadataPlugin } from '../plugin.js';
 import type { PluginRecord } from '../plugin.js';
 import type { GrpcService } from '../grpc.js';
+import { GCPlugin } from '../gc/types.js';
 import { parseFilters } from '../filters.js';
 import type { ContainerInput, ContainerRecord } from '../metadata/store.js';
 import { anyMap, anyMessage, fieldMask, optRecord, record, str, strList, strMap } from '../wire.js';
@@ -111,10 +112,11 @@ export function applyContainerMask(current: ContainerRecord, incoming: IncomingC
 export const containersService: PluginRecord<GrpcService> = {
   type: GRPCPlugin,
   id: 'containers',
-  requires: [MetadataPlugin, EventPlugin],
+  requires: [MetadataPlugin, EventPlugin, GCPlugin],
   init: (ic) => {
     const store = ic.get(MetadataPlugin);
     const events = ic.get(EventPlugin);
+    const gc = ic.get(GCPlugin);
     const list = (req: Wire, namespace: string): ContainerRecord[] =>
       store.listContainers(namespace, parseFilters(strList(req, 'filters', 'request')));
     return {
@@ -151,6 +153,7 @@ export const containersService: PluginRecord<GrpcService> = {
           const ns = ctx.namespace();
           const id = str(req, 'id', 'request');
           store.deleteContainer(ns, id);
+          gc.schedule();
           events.publish(ns, '/containers/delete', 'containerd.events.ContainerDelete', { id });
           return {};
         },

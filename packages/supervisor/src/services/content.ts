@@ -15,7 +15,12 @@
  * "<namespace>/<ref>" (a namespace is an identifier, so the first "/" ends it).
  *
  * Deleting the last row of a blob removes the blob from disk at once, unless
- * a commit of that digest is under way (a full garbage collector comes later).
+ * a commit of that digest is under way; the garbage collector (gc/) removes
+ * the rows nothing references and, the same way, the blobs left unseen.
+ *
+ * A store opened for a lease (the `containerd-lease` of a call) adds what it
+ * writes to that lease: the ingest's ref when a writer opens, the digest when
+ * it commits (or when the blob is already there), as containerd does.
  */
 import { unlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,6 +37,7 @@ import type { GrpcService } from '../grpc.js';
 import { mapField, parseFilters, present } from '../filters.js';
 import type { Adaptor } from '../filters.js';
 import type { MetadataStore } from '../metadata/store.js';
+import { LeaseStore, leaseOf } from './leases.js';
 import { fieldMask, num, record, str, strList, strMap, validateIdentifier, validateLabels } from '../wire.js';
 import type { Timestamp, Wire } from '../wire.js';
 
@@ -140,15 +146,23 @@ export class MetadataContentStore {
   /** Commits (and adoptions) under way, by digest: their blob must not be removed. */
   private readonly pending = new Map<string, number>();
 
+  private readonly leases: LeaseStore;
+
   constructor(readonly local: LocalContentStore, private readonly meta: MetadataStore) {
     meta.db.exec(SCHEMA);
     meta.registerNamespacedTable({ table: 'content', noun: 'blobs' });
+    this.leases = new LeaseStore(meta);
   }
 
-  /** The content store as namespace `ns` sees it. */
-  namespace(ns: string): ContentStore {
+  /** The content store as namespace `ns` sees it; with a lease, what it writes is added to that lease. */
+  namespace(ns: string, lease?: string): ContentStore {
     validateIdentifier(ns);
-    return new NamespacedContent(this, ns);
+    return new NamespacedContent(this, ns, lease);
+  }
+
+  /** Add a resource to a lease (NotFound when the lease does not exist). */
+  lease(ns: string, lease: string | undefined, type: 'content' | 'ingests', id: string): void {
+    if (lease !== undefined) this.leases.addResource(ns, lease, { type, id });
   }
 
   hold(digest: string): () => void {
@@ -208,19 +222,30 @@ export class MetadataContentStore {
     for (const [k, v] of Object.entries(labels)) if (v !== '') ins.run(ns, digest, k, v);
   }
 
-  /** Make a blob of the local store visible in ns; AlreadyExists when it already is. */
-  addRow(ns: string, digest: string, size: number, labels: Readonly<Record<string, string>>): ContentInfo {
-    return this.meta.transaction(() => {
+  /**
+   * Make a blob of the local store visible in ns; AlreadyExists when it
+   * already is. With a lease, the digest joins the lease in the same
+   * transaction (also when it already exists), and the ingest ref leaves it.
+   */
+  addRow(ns: string, digest: string, size: number, labels: Readonly<Record<string, string>>, lease?: { id: string; ref?: string }): ContentInfo {
+    const existed = this.meta.transaction(() => {
       const db = this.meta.db;
-      if (this.readRows(ns, digest).length > 0) throw alreadyExists(`content ${digest}`);
+      if (lease !== undefined) {
+        this.leases.addResource(ns, lease.id, { type: 'content', id: digest });
+        if (lease.ref !== undefined) this.leases.deleteResource(ns, lease.id, { type: 'ingests', id: lease.ref });
+      }
+      if (this.readRows(ns, digest).length > 0) return true;
       db.prepare('INSERT INTO namespaces (name) VALUES (?) ON CONFLICT (name) DO NOTHING').run(ns);
       const t = nowTs();
       db.prepare(`INSERT INTO content (namespace, digest, size, created_s, created_ns, updated_s, updated_ns)
                   VALUES (?, ?, ?, ?, ?, ?, ?)`).run(ns, digest, size, t.seconds, t.nanos, t.seconds, t.nanos);
       this.writeLabels(ns, digest, labels);
-      return this.get(ns, digest);
+      return false;
     });
+    if (existed) throw alreadyExists(`content ${digest}`);
+    return this.get(ns, digest);
   }
+
 
   updateLabels(ns: string, digest: string, labels: Readonly<Record<string, string>>, paths: readonly string[]): ContentInfo {
     return this.meta.transaction(() => {
@@ -241,16 +266,27 @@ export class MetadataContentStore {
       const db = this.meta.db;
       const r = db.prepare('DELETE FROM content WHERE namespace = ? AND digest = ?').run(ns, digest);
       if (r.changes === 0) throw notFound(`content digest ${digest}`);
+      this.leases.forget(ns, { type: 'content', id: digest });
       const row = db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM content WHERE digest = ?').get(digest);
       return row?.n ?? 0;
     });
-    // Synchronous from the check to the unlink: no commit can slip in between.
-    if (remaining === 0 && !this.pending.has(digest)) {
-      try {
-        unlinkSync(this.local.blobPath(digest));
-      } catch (e) {
-        if (errnoCode(e) !== 'ENOENT') throw e;
-      }
+    if (remaining === 0) this.removeBlobIfUnseen(digest);
+  }
+
+  /**
+   * Remove a blob from disk if no namespace sees it and no commit of it is
+   * under way; true when it was removed. Synchronous from the check to the
+   * unlink: no commit can slip in between.
+   */
+  removeBlobIfUnseen(digest: string): boolean {
+    if (this.pending.has(digest)) return false;
+    if (this.meta.db.prepare('SELECT 1 FROM content WHERE digest = ? LIMIT 1').get(digest) !== undefined) return false;
+    try {
+      unlinkSync(this.local.blobPath(digest));
+      return true;
+    } catch (e) {
+      if (errnoCode(e) !== 'ENOENT') throw e;
+      return false;
     }
   }
 }
@@ -264,7 +300,7 @@ function nowTs(): Timestamp {
 class NamespacedContent implements ContentStore {
   private readonly prefix: string;
 
-  constructor(private readonly owner: MetadataContentStore, readonly ns: string) {
+  constructor(private readonly owner: MetadataContentStore, readonly ns: string, private readonly leaseId: string | undefined) {
     this.prefix = `${ns}/`;
   }
 
@@ -303,7 +339,7 @@ class NamespacedContent implements ContentStore {
   }
 
   /** A blob another namespace committed becomes visible here without a byte written. */
-  private async adopt(digest: string, total: number): Promise<void> {
+  private async adopt(digest: string, total: number, ref: string): Promise<void> {
     const release = this.owner.hold(digest);
     try {
       const info = await this.owner.local.info(digest);
@@ -311,7 +347,7 @@ class NamespacedContent implements ContentStore {
         throw failedPrecondition(`content ${digest} is stored with size ${info.size}, not the expected ${total}`);
       }
       try {
-        this.owner.addRow(this.ns, digest, info.size, {});
+        this.owner.addRow(this.ns, digest, info.size, {}, this.leaseId === undefined ? undefined : { id: this.leaseId, ref });
       } catch (e) {
         if (!isKind(e, ErrorKind.AlreadyExists)) throw e;
       }
@@ -322,16 +358,21 @@ class NamespacedContent implements ContentStore {
 
   async writer(opts: ContentWriterOptions): Promise<ContentWriter> {
     const expected = opts.expected ?? '';
+    const backendRef = this.backendRef(opts.ref);
     if (expected !== '') {
       parseContentDigest(expected);
-      if (this.owner.find(this.ns, expected) !== undefined) throw alreadyExists(`content ${expected}`);
+      if (this.owner.find(this.ns, expected) !== undefined) {
+        this.owner.lease(this.ns, this.leaseId, 'content', expected);
+        throw alreadyExists(`content ${expected}`);
+      }
     }
+    this.owner.lease(this.ns, this.leaseId, 'ingests', opts.ref);
     try {
-      const inner = await this.owner.local.writer({ ...opts, ref: this.backendRef(opts.ref) });
-      return new NamespacedWriter(inner, opts.ref, this.owner, this.ns);
+      const inner = await this.owner.local.writer({ ...opts, ref: backendRef });
+      return new NamespacedWriter(inner, opts.ref, this.owner, this.ns, this.leaseId);
     } catch (e) {
       if (expected !== '' && isKind(e, ErrorKind.AlreadyExists)) {
-        await this.adopt(expected, opts.total ?? 0);
+        await this.adopt(expected, opts.total ?? 0, opts.ref);
         throw alreadyExists(`content ${expected}`, e);
       }
       throw e;
@@ -369,6 +410,7 @@ class NamespacedWriter implements ContentWriter {
     readonly ref: string,
     private readonly owner: MetadataContentStore,
     private readonly ns: string,
+    private readonly leaseId: string | undefined,
   ) {}
 
   status(): ContentStatus {
@@ -409,7 +451,7 @@ class NamespacedWriter implements ContentWriter {
         if (!isKind(e, ErrorKind.AlreadyExists)) throw e;
         blobSize = (await this.owner.local.info(actual)).size;
       }
-      return this.owner.addRow(this.ns, actual, blobSize, labels);
+      return this.owner.addRow(this.ns, actual, blobSize, labels, this.leaseId === undefined ? undefined : { id: this.leaseId, ref: this.ref });
     } finally {
       release();
     }
@@ -629,7 +671,7 @@ export const contentService: PluginRecord<GrpcService> = {
         },
       },
       bidiStream: {
-        Write: async (requests, ctx, out) => writeSession(content.namespace(ctx.namespace()), requests, out),
+        Write: async (requests, ctx, out) => writeSession(content.namespace(ctx.namespace(), leaseOf(ctx)), requests, out),
       },
     };
   },

@@ -25,6 +25,7 @@ import { GRPCPlugin } from '../plugin.js';
 import type { PluginRecord } from '../plugin.js';
 import type { GrpcService } from '../grpc.js';
 import { ContentPlugin } from './content.js';
+import { leaseOf } from './leases.js';
 import { num, optRecord, record, str, strList, strMap } from '../wire.js';
 import type { Wire } from '../wire.js';
 
@@ -247,7 +248,7 @@ export const diffService: PluginRecord<GrpcService> = {
           return { applied: descriptorToWire({ mediaType: LAYER_TAR, digest: applied.digest, size: applied.size, annotations: {} }) };
         },
         Diff: async (req, ctx) => {
-          const store = content.namespace(ctx.namespace());
+          const store = content.namespace(ctx.namespace(), leaseOf(ctx));
           const left = mountsFromWire(req, 'left');
           const right = mountsFromWire(req, 'right');
           if (right.length === 0) throw invalid('diff: right mounts must be set');

@@ -15,6 +15,7 @@ import { EventPlugin, GRPCPlugin, MetadataPlugin, pluginType } from '../plugin.j
 import type { PluginRecord } from '../plugin.js';
 import type { GrpcService } from '../grpc.js';
 import type { EventExchange } from '../events/exchange.js';
+import { GCPlugin } from '../gc/types.js';
 import { mapField, parseFilters, present } from '../filters.js';
 import type { Adaptor } from '../filters.js';
 import type { MetadataStore } from '../metadata/store.js';
@@ -323,9 +324,10 @@ export function imageFromWire(v: unknown): ImageInput {
 export const imagesService: PluginRecord<GrpcService> = {
   type: GRPCPlugin,
   id: 'images',
-  requires: [ImagesPlugin],
+  requires: [ImagesPlugin, GCPlugin],
   init: (ic) => {
     const images = ic.get(ImagesPlugin);
+    const gc = ic.get(GCPlugin);
     return {
       service: 'containerd.services.images.v1.Images',
       unary: {
@@ -343,11 +345,13 @@ export const imagesService: PluginRecord<GrpcService> = {
           if (img.name === '') throw invalid('Image.Name required');
           return { image: imageToWire(images.update(ns, img, fieldMask(req['update_mask'], 'update_mask'))) };
         },
-        // sync asks to wait for garbage collection; there is none yet, so it is accepted as is.
-        Delete: (req: Wire, ctx) => {
+        // sync waits for the garbage collection the delete sets off, as containerd's does.
+        Delete: async (req: Wire, ctx) => {
           const ns = ctx.namespace();
           const target = optRecord(req['target'], 'target');
           images.delete(ns, str(req, 'name', 'request'), target === undefined ? undefined : { digest: str(target, 'digest', 'target') });
+          if (req['sync'] === true) await gc.collectNow();
+          else gc.schedule();
           return {};
         },
       },

@@ -1,7 +1,10 @@
 /**
  * containerd.services.leases.v1.Leases: named leases with labels and the
  * resources they hold, kept in the metadata database in tables of their own.
- * Nothing is garbage collected yet, so a lease only records what it holds.
+ * What a lease holds survives garbage collection (gc/); deleting a lease, or
+ * its `containerd.io/gc.expire` time passing, lets the collector take it.
+ * Calls made with the `containerd-lease` gRPC metadata add what they create
+ * to that lease (content, snapshots, ingests), as containerd's do.
  *
  *   leases           (namespace, id) PK, created_s, created_ns
  *   ├─ lease_labels  (namespace, id, key) PK, value          ON DELETE CASCADE
@@ -11,7 +14,8 @@ import { randomBytes } from 'node:crypto';
 import { alreadyExists, invalid, notFound } from '@berth/base';
 import { GRPCPlugin, MetadataPlugin } from '../plugin.js';
 import type { PluginRecord } from '../plugin.js';
-import type { GrpcService } from '../grpc.js';
+import type { CallContext, GrpcService } from '../grpc.js';
+import { GCPlugin } from '../gc/types.js';
 import { mapField, parseFilters, present } from '../filters.js';
 import type { Adaptor } from '../filters.js';
 import type { MetadataStore } from '../metadata/store.js';
@@ -43,6 +47,19 @@ CREATE TABLE IF NOT EXISTS lease_resources (
   FOREIGN KEY (namespace, id) REFERENCES leases(namespace, id) ON DELETE CASCADE
 ) STRICT;
 `;
+
+/** The gRPC metadata key naming the lease a call works under. */
+export const LEASE_METADATA_KEY = 'containerd-lease';
+/** Lease label: when the lease expires (RFC 3339). */
+export const EXPIRE_LABEL = 'containerd.io/gc.expire';
+
+/** The lease a call names in its metadata, if any. */
+export function leaseOf(ctx: CallContext): string | undefined {
+  const [v] = ctx.metadata.get(LEASE_METADATA_KEY);
+  if (v === undefined) return undefined;
+  const id = typeof v === 'string' ? v : v.toString('utf8');
+  return id === '' ? undefined : id;
+}
 
 export interface Lease {
   id: string;
@@ -129,12 +146,18 @@ export class LeaseStore {
     return this.store.transaction(() => this.read(namespace, undefined)).filter((l) => filter.match(leaseAdaptor(l)));
   }
 
-  addResource(namespace: string, id: string, r: LeaseResource): void {
-    this.store.transaction(() => {
+  /** Add a resource to a lease (NotFound when there is no such lease); true when it was not held yet. */
+  addResource(namespace: string, id: string, r: LeaseResource): boolean {
+    return this.store.transaction(() => {
       this.mustExist(namespace, id);
-      this.store.db.prepare('INSERT INTO lease_resources (namespace, id, type, resource) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING')
-        .run(namespace, id, r.type, r.id);
+      return this.store.db.prepare('INSERT INTO lease_resources (namespace, id, type, resource) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING')
+        .run(namespace, id, r.type, r.id).changes > 0;
     });
+  }
+
+  /** A resource that is gone leaves every lease of its namespace. */
+  forget(namespace: string, r: LeaseResource): void {
+    this.store.db.prepare('DELETE FROM lease_resources WHERE namespace = ? AND type = ? AND resource = ?').run(namespace, r.type, r.id);
   }
 
   deleteResource(namespace: string, id: string, r: LeaseResource): void {
@@ -171,18 +194,23 @@ function leaseToWire(l: Lease): object {
 export const leasesService: PluginRecord<GrpcService> = {
   type: GRPCPlugin,
   id: 'leases',
-  requires: [MetadataPlugin],
+  requires: [MetadataPlugin, GCPlugin],
   init: (ic) => {
     const leases = new LeaseStore(ic.get(MetadataPlugin));
+    const gc = ic.get(GCPlugin);
     return {
       service: 'containerd.services.leases.v1.Leases',
       unary: {
-        Create: (req: Wire, ctx) => ({
-          lease: leaseToWire(leases.create(ctx.namespace(), str(req, 'id', 'request'), strMap(req, 'labels', 'request'))),
-        }),
-        // sync asks to wait for garbage collection; there is none yet, so it is accepted as is.
-        Delete: (req: Wire, ctx) => {
+        Create: (req: Wire, ctx) => {
+          const lease = leases.create(ctx.namespace(), str(req, 'id', 'request'), strMap(req, 'labels', 'request'));
+          gc.leaseCreated(lease.labels);
+          return { lease: leaseToWire(lease) };
+        },
+        // sync waits for the garbage collection the delete sets off, as containerd's does.
+        Delete: async (req: Wire, ctx) => {
           leases.delete(ctx.namespace(), str(req, 'id', 'request'));
+          if (req['sync'] === true) await gc.collectNow();
+          else gc.schedule();
           return {};
         },
         List: (req: Wire, ctx) => ({ leases: leases.list(ctx.namespace(), strList(req, 'filters', 'request')).map(leaseToWire) }),

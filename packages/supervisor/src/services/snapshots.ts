@@ -7,6 +7,10 @@
  * the snapshotter stores "<namespace>/<key>" (namespaces are identifiers, so
  * the first "/" ends the namespace) and the service strips it on the way out.
  * A parent is always looked up in the caller's namespace.
+ *
+ * The service's changes run as the garbage collector's snapshot mutations
+ * (never while a collection reads and removes snapshots), and with a
+ * `containerd-lease` a prepared, viewed or committed snapshot joins that lease.
  */
 import { join } from 'node:path';
 import { BerthError, invalid, notImplemented } from '@berth/base';
@@ -18,6 +22,9 @@ import type { CallContext, GrpcService } from '../grpc.js';
 import { mapField, parseFilters, present } from '../filters.js';
 import type { Adaptor } from '../filters.js';
 import { fieldMask, optRecord, str, strList, strMap, validateLabels } from '../wire.js';
+import { GCPlugin } from '../gc/types.js';
+import { snapshotResourceType } from '../gc/refs.js';
+import { leaseOf } from './leases.js';
 import type { Timestamp, Wire } from '../wire.js';
 
 export const SnapshotterPlugin = pluginType<Snapshotter>('io.containerd.snapshotter.v1');
@@ -218,10 +225,29 @@ export function snapshotterFor(snapshotters: ReadonlyMap<string, Snapshotter>, n
 export const snapshotsService: PluginRecord<GrpcService> = {
   type: GRPCPlugin,
   id: 'snapshots',
-  requires: [SnapshotterPlugin, EventPlugin],
+  requires: [SnapshotterPlugin, EventPlugin, GCPlugin],
   init: (ic) => {
     const snapshotters = ic.getAll(SnapshotterPlugin);
     const events = ic.get(EventPlugin);
+    const gc = ic.get(GCPlugin);
+    /**
+     * Run a change while no collection runs. With a lease and a key, the key
+     * joins the lease first (and leaves it again if the change fails and it
+     * was not held before).
+     */
+    const change = <T>(ctx: CallContext, sn: NamespacedSnapshotter, leased: string | undefined, fn: () => Promise<T>): Promise<T> =>
+      gc.snapshotMutation(async () => {
+        const lease = leaseOf(ctx);
+        const r = { type: snapshotResourceType(sn.name), id: leased ?? '' };
+        const added = lease !== undefined && leased !== undefined && gc.leases.addResource(sn.namespace, lease, r);
+        try {
+          return await fn();
+        } catch (e) {
+          if (added && lease !== undefined) gc.leases.deleteResource(sn.namespace, lease, r);
+          throw e;
+        }
+      });
+    const forget = (sn: NamespacedSnapshotter, k: string): void => gc.leases.forget(sn.namespace, { type: snapshotResourceType(sn.name), id: k });
     const pick = (req: Wire, ctx: CallContext): NamespacedSnapshotter =>
       snapshotterFor(snapshotters, str(req, 'snapshotter', 'request'), ctx.namespace());
     const labelsOf = (req: Wire): Record<string, string> => {
@@ -236,13 +262,17 @@ export const snapshotsService: PluginRecord<GrpcService> = {
           const sn = pick(req, ctx);
           const k = key(req, 'key');
           const parent = str(req, 'parent', 'request');
-          const mounts = await sn.prepare(k, parent, labelsOf(req));
+          const labels = labelsOf(req);
+          const mounts = await change(ctx, sn, k, () => sn.prepare(k, parent, labels));
           events.publish(sn.namespace, '/snapshot/prepare', 'containerd.events.SnapshotPrepare', { key: k, parent, snapshotter: sn.name });
           return { mounts: mounts.map(mountToWire) };
         },
         View: async (req, ctx) => {
           const sn = pick(req, ctx);
-          const mounts = await sn.view(key(req, 'key'), str(req, 'parent', 'request'), labelsOf(req));
+          const k = key(req, 'key');
+          const parent = str(req, 'parent', 'request');
+          const labels = labelsOf(req);
+          const mounts = await change(ctx, sn, k, () => sn.view(k, parent, labels));
           return { mounts: mounts.map(mountToWire) };
         },
         Mounts: async (req, ctx) => {
@@ -260,14 +290,17 @@ export const snapshotsService: PluginRecord<GrpcService> = {
               throw notImplemented(`commit of ${JSON.stringify(k)} onto parent ${JSON.stringify(parent)}: rebasing a snapshot is not supported (its parent is ${JSON.stringify(current.parent)})`);
             }
           }
-          await sn.commit(name, k, labelsOf(req));
+          const labels = labelsOf(req);
+          await change(ctx, sn, name, () => sn.commit(name, k, labels));
+          forget(sn, k);
           events.publish(sn.namespace, '/snapshot/commit', 'containerd.events.SnapshotCommit', { key: k, name, snapshotter: sn.name });
           return {};
         },
         Remove: async (req, ctx) => {
           const sn = pick(req, ctx);
           const k = key(req, 'key');
-          await sn.remove(k);
+          await change(ctx, sn, undefined, () => sn.remove(k));
+          forget(sn, k);
           events.publish(sn.namespace, '/snapshot/remove', 'containerd.events.SnapshotRemove', { key: k, snapshotter: sn.name });
           return {};
         },
@@ -287,7 +320,7 @@ export const snapshotsService: PluginRecord<GrpcService> = {
           for (const p of paths) {
             if (p !== 'labels' && !p.startsWith('labels.')) throw invalid(`cannot update ${JSON.stringify(p)} field on snapshot ${JSON.stringify(name)}`);
           }
-          return { info: snapshotInfoToWire(await sn.update({ name, labels }, paths)) };
+          return { info: snapshotInfoToWire(await change(ctx, sn, undefined, () => sn.update({ name, labels }, paths))) };
         },
         Usage: async (req, ctx) => {
           const sn = pick(req, ctx);
@@ -295,7 +328,8 @@ export const snapshotsService: PluginRecord<GrpcService> = {
           return { size: u.size, inodes: u.inodes };
         },
         Cleanup: async (req, ctx) => {
-          await pick(req, ctx).cleanup();
+          const sn = pick(req, ctx);
+          await change(ctx, sn, undefined, () => sn.cleanup());
           return {};
         },
       },
