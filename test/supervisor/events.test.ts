@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { status } from '@grpc/grpc-js';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import {
-  Api, CONTAINERS, EVENTS, collect, grpcError, loadProtos, specAny, useDaemon,
+  CONTAINERS, EVENTS, collect, grpcError, loadProtos, specAny, useDaemon,
 } from './_daemon.js';
 import type { Msg } from './_daemon.js';
 
