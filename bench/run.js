@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // npm run bench: every benchmark of the project, one after the other.
-// Usage: node bench/run.js [name...]   (names: runtime, supervisor)
+// Usage: node bench/run.js [name...]   (names: runtime, supervisor, pull)
 const all = {
   runtime: () => import('./runtime.js'),
   supervisor: () => import('./supervisor.js'),
+  pull: () => import('./pull.js'),
 };
 const wanted = process.argv.slice(2);
 for (const [name, load] of Object.entries(all)) {

@@ -26,3 +26,5 @@ export { parseArgs, parseConfigFile, parseLogLevel, DEFAULT_ADDRESS, DEFAULT_ROO
 export type { DaemonConfig, Command } from './config.js';
 export { VERSION, REVISION } from './services/version.js';
 export { main } from './cmd/main.js';
+export { pullImage, pullDepsOf } from './images/pull.js';
+export type { PullDeps, PullImageOptions, PullImageProgress, PullImageResult, PullImageStatus } from './images/pull.js';
