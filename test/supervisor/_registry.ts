@@ -5,118 +5,20 @@
  * and images made by hand: the test rootfs as an OCI layout (umoci), and
  * layers of raw tar entries (symlinks, `..` names) for hostile input.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 
-export const REGISTRY_BIN = '/usr/bin/docker-registry';
 export const SKOPEO = '/usr/bin/skopeo';
 export const UMOCI = '/usr/bin/umoci';
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-export interface Registry {
-  /** `127.0.0.1:<port>` */
-  readonly domain: string;
-  log(): string;
-  stop(): Promise<void>;
-}
-
-function exited(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return Promise.race([
-    new Promise<boolean>((r) => child.once('exit', () => r(true))),
-    sleep(ms, false, { ref: false }),
-  ]);
-}
-
-function answers(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/v2/', agent: false }, (res) => {
-      res.resume();
-      resolve(true);
-    });
-    req.on('error', () => resolve(false));
-  });
-}
-
-/** docker-registry on 127.0.0.1:<free port>, storage in a temp dir; stop() kills it by PID and removes the dir. */
-export async function startRegistry(): Promise<Registry> {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-registry-'));
-  let child: ChildProcess | undefined;
-  const logPath = join(dir, 'registry.log');
-  const log = (): string => {
-    try {
-      return readFileSync(logPath, 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  const stop = async (): Promise<void> => {
-    const pid = child?.pid;
-    if (child !== undefined && pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      process.kill(pid, 'SIGTERM');
-      if (!(await exited(child, 5000))) {
-        process.kill(pid, 'SIGKILL');
-        await exited(child, 5000);
-      }
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  try {
-    const port = await freePort();
-    writeFileSync(join(dir, 'config.yml'), [
-      'version: 0.1',
-      'log:',
-      '  level: warn',
-      'storage:',
-      '  filesystem:',
-      `    rootdirectory: ${join(dir, 'data')}`,
-      '  delete:',
-      '    enabled: true',
-      '  maintenance:',
-      '    uploadpurging:',
-      '      enabled: false',
-      'http:',
-      `  addr: 127.0.0.1:${port}`,
-      `  secret: ${randomBytes(16).toString('hex')}`,
-      '',
-    ].join('\n'));
-    const fd = openSync(logPath, 'a');
-    try {
-      child = spawn(REGISTRY_BIN, ['serve', join(dir, 'config.yml')], { stdio: ['ignore', fd, fd] });
-    } finally {
-      closeSync(fd);
-    }
-    const deadline = Date.now() + 15_000;
-    while (!(await answers(port))) {
-      if (child.exitCode !== null) throw new Error(`docker-registry exited ${child.exitCode}: ${log()}`);
-      if (Date.now() > deadline) throw new Error(`docker-registry did not listen on ${port}: ${log()}`);
-      await sleep(50);
-    }
-    return { domain: `127.0.0.1:${port}`, log, stop };
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-}
+export { freePort, startRegistry } from '../registry/_registry.js';
+export type { Registry } from '../registry/_registry.js';
 
 export interface CorruptingProxy {
   readonly domain: string;
