@@ -27,4 +27,8 @@ export type { DaemonConfig, Command } from './config.js';
 export { VERSION, REVISION } from './services/version.js';
 export { main } from './cmd/main.js';
 export { pullImage, pullDepsOf } from './images/pull.js';
+export { exportImages, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME } from './images/export.js';
+export type { ExportOptions, ExportResult, ExportedImage } from './images/export.js';
+export { importImages, importRootfs, DOCKER_LAYER_TAR } from './images/import.js';
+export type { ImageRunConfig, ImportOptions, ImportedImage, RootfsImportOptions } from './images/import.js';
 export type { PullDeps, PullImageOptions, PullImageProgress, PullImageResult, PullImageStatus } from './images/pull.js';
