@@ -96,7 +96,7 @@ function killQuietly(pid: number): void {
   if (pid > 0) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
 }
 
-async function until(what: string, f: () => boolean, ms = 5000): Promise<void> {
+async function until(what: string, f: () => boolean, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!f()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
