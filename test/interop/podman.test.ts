@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { basename, join } from 'node:path';
 import {
   findProcesses, hardLimit, hostProblem, inPty, interposeArgvLog, killPids, makeRootfs, makeTempDir,
-  mountsUnder, removeCgroupTree, removeIfCreated, run, runtimesUnderTest, show, unmountUnder,
+  mountsUnder, removeCgroupTree, removeIfCreated, rmdirIfEmpty, run, runtimesUnderTest, show, unmountUnder,
 } from './_harness.js';
 import type { Result, Rootfs, Runtime } from './_harness.js';
 
@@ -19,6 +19,8 @@ const HAVE_SCRIPT = hostProblem([['script', '--version']]) === undefined;
 
 /** Paths podman 4.3 writes outside its configured directories whatever the flags. */
 const SYSTEM_PATHS = ['/run/containers', '/var/lib/containers', '/dev/shm/libpod_lock'];
+/** podman runs the runtime without --root: berth-runc keeps its state in its default root. */
+const RUNTIME_ROOTS = ['/run/berth/runc', '/run/berth'];
 
 const IMAGE = 'localhost/berth-interop:latest';
 
@@ -154,9 +156,11 @@ function suite(rt: Runtime): void {
     let podman: Podman;
     let rootfs: Rootfs;
     let createdSystemPaths: string[] = [];
+    let createdRuntimeRoots: string[] = [];
 
     before(async () => {
       createdSystemPaths = SYSTEM_PATHS.filter((p) => !existsSync(p));
+      createdRuntimeRoots = RUNTIME_ROOTS.filter((p) => !existsSync(p));
       dir = makeTempDir('podman');
       podman = new Podman(dir, interposeArgvLog(rt, dir));
       rootfs = await makeRootfs(join(dir, 'rootfs'));
@@ -166,6 +170,7 @@ function suite(rt: Runtime): void {
       if (dir === '') return;
       const problems = await podman.cleanUp(rt.path);
       removeIfCreated(createdSystemPaths);
+      rmdirIfEmpty(createdRuntimeRoots); // only when empty: never a state someone else keeps there
       // Never delete through a mount that would not go away.
       if (mountsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
       assert.deepEqual(problems, [], `clean-up of ${dir}`);
