@@ -71,17 +71,9 @@ static void client_update(struct client *c)
 
 static void client_flush(struct client *c)
 {
-	while (c->out.len > 0) {
-		ssize_t n = send(c->fd, c->out.p, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			break;
-		if (n < 0) {
-			client_close(c);
-			return;
-		}
-		buf_consume(&c->out, (size_t)n);
+	if (buf_send(&c->out, c->fd) < 0) {
+		client_close(c);
+		return;
 	}
 	client_update(c);
 }

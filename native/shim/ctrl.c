@@ -69,17 +69,9 @@ static void conn_close(struct conn *c)
 
 static void conn_flush(struct conn *c)
 {
-	while (c->out.len > 0) {
-		ssize_t n = send(c->fd, c->out.p, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			break;
-		if (n < 0) {
-			conn_close(c);
-			return;
-		}
-		buf_consume(&c->out, (size_t)n);
+	if (buf_send(&c->out, c->fd) < 0) {
+		conn_close(c);
+		return;
 	}
 	loop_set(&c->w, EPOLLIN | (c->out.len ? EPOLLOUT : 0));
 }

@@ -19,6 +19,7 @@ void buf_add(struct buf *b, const void *data, size_t n);
 void buf_addf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_adds(struct buf *b, const char *s);
 void buf_consume(struct buf *b, size_t n);
+int buf_send(struct buf *b, int fd); /* non-blocking socket; 0 or -1 with errno */
 void buf_free(struct buf *b);
 void buf_json_str(struct buf *b, const char *s, size_t n); /* a quoted, escaped JSON string */
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 void *xmalloc(size_t n)
@@ -52,6 +53,23 @@ void buf_add(struct buf *b, const void *data, size_t n)
 	buf_reserve(b, n);
 	memcpy(b->p + b->len, data, n);
 	b->len += n;
+}
+
+/* Sends as much of b as a non-blocking socket takes now. 0 when all is sent or
+ * the socket is full (the rest stays in b), -1 with errno on a real error. */
+int buf_send(struct buf *b, int fd)
+{
+	while (b->len > 0) {
+		ssize_t n = send(fd, b->p, b->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n < 0)
+			return -1;
+		buf_consume(b, (size_t)n);
+	}
+	return 0;
 }
 
 void buf_adds(struct buf *b, const char *s)
