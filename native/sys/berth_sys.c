@@ -95,6 +95,21 @@ static char *get_path(napi_env env, napi_value v, const char *what)
 	return s;
 }
 
+/* argv[0] as a path and argv[1] as an xattr name, both owned by the caller;
+ * false (with a pending JS exception) when either is not one. */
+static bool get_path_and_name(napi_env env, napi_value *argv, char **path, char **name)
+{
+	*path = get_path(env, argv[0], "path must be a string or Buffer");
+	if (*path == NULL)
+		return false;
+	*name = get_path(env, argv[1], "name must be a string");
+	if (*name == NULL) {
+		free(*path);
+		return false;
+	}
+	return true;
+}
+
 static bool get_i64(napi_env env, napi_value v, int64_t *out, const char *what)
 {
 	if (napi_get_value_int64(env, v, out) != napi_ok) {
@@ -183,14 +198,9 @@ static napi_value sys_lsetxattr(napi_env env, napi_callback_info info)
 	napi_is_buffer(env, argv[2], &is_buffer);
 	if (!is_buffer || napi_get_buffer_info(env, argv[2], &value, &value_len) != napi_ok)
 		return throw_type(env, "value must be a Buffer");
-	char *path = get_path(env, argv[0], "path must be a string or Buffer");
-	if (path == NULL)
+	char *path, *name;
+	if (!get_path_and_name(env, argv, &path, &name))
 		return NULL;
-	char *name = get_path(env, argv[1], "name must be a string");
-	if (name == NULL) {
-		free(path);
-		return NULL;
-	}
 	if (lsetxattr(path, name, value_len > 0 ? value : "", value_len, (int)flags) != 0) {
 		int err = errno;
 		throw_errno(env, err, "lsetxattr", name);
@@ -205,14 +215,9 @@ static napi_value sys_lgetxattr(napi_env env, napi_callback_info info)
 	napi_value argv[MAX_ARGS];
 	if (!get_args(env, info, 2, argv))
 		return NULL;
-	char *path = get_path(env, argv[0], "path must be a string or Buffer");
-	if (path == NULL)
+	char *path, *name;
+	if (!get_path_and_name(env, argv, &path, &name))
 		return NULL;
-	char *name = get_path(env, argv[1], "name must be a string");
-	if (name == NULL) {
-		free(path);
-		return NULL;
-	}
 	napi_value out = NULL;
 	for (;;) {
 		ssize_t n = lgetxattr(path, name, NULL, 0);
@@ -302,14 +307,9 @@ static napi_value sys_lremovexattr(napi_env env, napi_callback_info info)
 	napi_value argv[MAX_ARGS];
 	if (!get_args(env, info, 2, argv))
 		return NULL;
-	char *path = get_path(env, argv[0], "path must be a string or Buffer");
-	if (path == NULL)
+	char *path, *name;
+	if (!get_path_and_name(env, argv, &path, &name))
 		return NULL;
-	char *name = get_path(env, argv[1], "name must be a string");
-	if (name == NULL) {
-		free(path);
-		return NULL;
-	}
 	if (lremovexattr(path, name) != 0) {
 		int err = errno;
 		throw_errno(env, err, "lremovexattr", name);

@@ -2,29 +2,15 @@
  * berth-containerd driven by the real ctr (Debian containerd 1.6): version,
  * namespaces, containers listing and labels, plugins, events. Root only.
  */
-import test, { after, before } from 'node:test';
+import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  Api, CONTAINERS, DaemonProcess, cleanup, ctr, ctrOk, rows, specAny, startDaemon, tempDirs,
-} from './_daemon.js';
+import { CONTAINERS, ctr, ctrOk, rows, specAny, useDaemon } from './_daemon.js';
 
-const dirs = tempDirs();
-let daemon: DaemonProcess | undefined;
-let api: Api | undefined;
-
-before(async () => {
-  daemon = await startDaemon(dirs);
-  api = new Api(dirs.address);
-});
-
-after(async () => {
-  api?.close();
-  await cleanup(daemon, dirs);
-});
+const { dirs, daemon: currentDaemon, client } = useDaemon();
 
 test('ctr version reports the server version, revision and a UUID kept in the root', () => {
   const out = ctrOk(dirs.address, ['version']);
@@ -59,7 +45,7 @@ test('ctr namespaces create, label, ls, rm', () => {
 });
 
 test('ctr containers ls/info/label/rm on containers made through the API', async () => {
-  assert.ok(api);
+  const api = client();
   const spec = { ociVersion: '1.0.2', process: { user: { uid: 0, gid: 0 }, args: ['/bin/sh'], cwd: '/' }, root: { path: 'rootfs' } };
   for (const id of ['web', 'db']) {
     await api.unary(CONTAINERS, 'Create', {
@@ -110,7 +96,7 @@ test('ctr plugins ls, with filters', () => {
 });
 
 test('ctr events sees namespace and container events as they happen', async (t) => {
-  assert.ok(api);
+  const api = client();
   const out = join(dirs.base, 'ctr-events.out');
   const fd = openSync(out, 'w');
   const child = spawn('/usr/bin/ctr', ['--address', dirs.address, 'events'], { stdio: ['ignore', fd, fd] });
@@ -142,9 +128,9 @@ test('ctr events sees namespace and container events as they happen', async (t) 
 });
 
 test('SIGTERM: clean exit, socket removed', async () => {
+  const daemon = currentDaemon();
   assert.ok(daemon);
-  api?.close();
-  api = undefined;
+  client().close();
   const r = await daemon.stop();
   assert.deepEqual(r, { code: 0, signal: null }, daemon.log());
   assert.equal(existsSync(dirs.address), false);

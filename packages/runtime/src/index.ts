@@ -6,7 +6,7 @@ export { StateStore, statusOf, ociState, hookState, DEFAULT_ROOT, OCI_VERSION } 
 export type { ContainerRecord, OciState } from './container/state.js';
 export { assertCan, canDo } from './container/lifecycle.js';
 export type { Status, Operation } from './container/lifecycle.js';
-export { parseSignal, signalName } from './container/signals.js';
+export { parseSignal } from './container/signals.js';
 export { defaultSpec } from './spec/index.js';
 export { main as runcMain } from './cli/main.js';
 export { createCgroup, openCgroup, containerDeviceFilter, cgroupMountInfo, isFrozen } from './container/cgroup.js';

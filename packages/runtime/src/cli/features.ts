@@ -1,12 +1,9 @@
-import { readFileSync, existsSync } from 'node:fs';
+import { apparmorEnabled, selinuxEnabled } from '../container/host.js';
 import { CAP_NAMES, MOUNT_OPTION_NAMES } from '../plan/index.js';
 import { OCI_VERSION } from '../container/state.js';
 
 /** What `berth-runc features` reports (oci-runtime/features.md). */
 export function features(): Record<string, unknown> {
-  const apparmor = (() => {
-    try { return readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').trim() === 'Y'; } catch { return false; }
-  })();
   return {
     ociVersionMin: '1.0.0',
     ociVersionMax: OCI_VERSION,
@@ -25,8 +22,8 @@ export function features(): Record<string, unknown> {
         knownFlags: ['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW', 'SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV'],
         supportedFlags: ['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW', 'SECCOMP_FILTER_FLAG_TSYNC'],
       },
-      apparmor: { enabled: apparmor },
-      selinux: { enabled: existsSync('/sys/fs/selinux/enforce') },
+      apparmor: { enabled: apparmorEnabled() },
+      selinux: { enabled: selinuxEnabled() },
       intelRdt: { enabled: false },
       mountExtensions: { idmap: { enabled: false } },
     },

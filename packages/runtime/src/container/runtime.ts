@@ -286,10 +286,6 @@ export class Runtime {
     rec.config.linux = linux;
     this.store.save(rec);
   }
-
-  isRunning(rec: ContainerRecord): boolean {
-    return processAlive(rec.pid, rec.pidStartTime);
-  }
 }
 
 /**

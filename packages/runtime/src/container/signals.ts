@@ -22,8 +22,3 @@ export function parseSignal(s: string): number {
   if (n === undefined) throw invalid(`unknown signal "${s}"`);
   return n;
 }
-
-export function signalName(n: number): string {
-  for (const [k, v] of Object.entries(byName)) if (v === n) return k;
-  return `SIG${n}`;
-}
