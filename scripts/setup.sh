@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Needed by the tests: the runtimes and tools Berth is checked against.
 PKGS="gcc make libseccomp-dev busybox-static runc crun containerd podman skopeo umoci \
 docker-registry containernetworking-plugins iptables nftables iproute2 python3-docker docker-compose \
-apache2-utils openssl"
+apache2-utils openssl docker.io"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -16,8 +16,15 @@ done
 if [ -n "$missing" ]; then
   echo "setup: installing Debian packages:$missing" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # Packages such as docker.io and containerd would start their daemons on install: they are
+  # only tools here (tests start what they need on their own paths), so no service starts.
+  policy_rc_d=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy_rc_d=1
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  [ -n "$policy_rc_d" ] && rm -f /usr/sbin/policy-rc.d
 fi
 
 if [ ! -d node_modules/typescript ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -18,6 +18,7 @@ struct client {
 	struct watch w;
 	struct proc *p;
 	int started, dead, closing, read_done;
+	int peer_shut; /* the client shut its write side: it may still read */
 	int want_out[3]; /* by stream number */
 	int has_stdin, stdin_once;
 	struct buf in, out;
@@ -63,9 +64,13 @@ static void client_update(struct client *c)
 		client_close(c);
 		return;
 	}
-	uint32_t ev = (c->read_done ? 0 : EPOLLIN) | (c->out.len ? EPOLLOUT : 0);
-	if (ev == 0)
-		ev = EPOLLRDHUP; /* keep watching for the peer going away */
+	uint32_t ev = c->out.len ? EPOLLOUT : 0;
+	if (!c->read_done)
+		ev |= EPOLLIN;
+	else if (!c->peer_shut)
+		ev |= EPOLLRDHUP; /* the peer shutting its write side, or going away */
+	else
+		ev |= EPOLLRDHUP | EPOLLET; /* its write side is shut for good: only EPOLLHUP (gone) is news */
 	loop_set(&c->w, ev);
 }
 
@@ -120,7 +125,7 @@ static void client_header(struct client *c, const char *line, size_t n)
 		client_refuse(c, "not_found", "no such process");
 		return;
 	}
-	if (want_in && (p->in_fd < 0 || p->in_closing)) {
+	if (want_in && !io_stdin_open(p)) {
 		client_refuse(c, "failed_precondition", "the process has no open stdin");
 		return;
 	}
@@ -152,20 +157,29 @@ static void on_client(struct watch *w, uint32_t ev)
 		client_flush(c);
 	if (c->dead)
 		return;
+	if (c->read_done) {
+		/* Output only. A client that went away is gone; one that only shut
+		 * its write side (stdin_once, or nothing to send) still reads. */
+		if (ev & (EPOLLHUP | EPOLLERR))
+			client_close(c);
+		else if ((ev & EPOLLRDHUP) && !c->peer_shut) {
+			c->peer_shut = 1;
+			client_update(c);
+		}
+		return;
+	}
 	if ((ev & (EPOLLHUP | EPOLLERR)) && !(ev & EPOLLIN)) {
 		client_close(c);
 		return;
 	}
-	if (!(ev & (EPOLLIN | EPOLLRDHUP)) || c->read_done) {
-		if (ev & EPOLLRDHUP && c->read_done && !(ev & EPOLLIN))
-			client_close(c); /* an output-only client went away */
+	if (!(ev & (EPOLLIN | EPOLLRDHUP)))
 		return;
-	}
 	char b[16 * 1024];
 	ssize_t n = recv(c->fd, b, sizeof b, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
+		c->peer_shut = 1;
 		if (!c->started || !(c->want_out[1] || c->want_out[2])) {
 			client_close(c);
 			return;

@@ -216,6 +216,7 @@ static void op_start(struct req *r)
 			free(p->error);
 			p->error = xstrdup(err);
 			io_close_all(p); /* the client's fifos see their end */
+			attach_ended(p); /* and so do attached clients */
 		}
 		fail(r, "failed_precondition", err);
 		return;
@@ -294,7 +295,7 @@ static void op_state(struct req *r)
 	buf_adds(&b, ",\"exec_id\":");
 	buf_json_str(&b, p->exec_id, strlen(p->exec_id));
 	buf_addf(&b, ",\"status\":\"%s\",\"terminal\":%s,\"stdin\":%s", status_name(p->status),
-		 p->terminal ? "true" : "false", p->in_fd >= 0 ? "true" : "false");
+		 p->terminal ? "true" : "false", io_stdin_open(p) ? "true" : "false");
 	if (p->status == ST_STOPPED)
 		exit_fields(&b, p);
 	else

@@ -161,26 +161,26 @@ static void fifo_end(struct fifo_out *f)
 
 /* ---- output streams ---- */
 
+/* Docker's json-file lines: one entry per line, a line of 16 KiB or more
+ * (its '\n' aside) in 16 KiB pieces, however the output was chunked. */
 static void log_chunk(struct stream *s, const char *data, size_t n, const struct timespec *ts)
 {
 	const char *name = s->no == 1 ? "stdout" : "stderr";
 	while (n > 0) {
 		const char *nl = memchr(data, '\n', n);
-		if (!nl) {
-			buf_add(&s->partial, data, n);
-			while (s->partial.len >= LOG_LINE_MAX) {
-				jlog_write(name, s->partial.p, LOG_LINE_MAX, ts);
-				buf_consume(&s->partial, LOG_LINE_MAX);
-			}
-			return;
-		}
-		size_t len = (size_t)(nl - data) + 1;
-		if (s->partial.len > 0) {
-			buf_add(&s->partial, data, len);
-			jlog_write(name, s->partial.p, s->partial.len, ts);
-			buf_consume(&s->partial, s->partial.len);
-		} else {
+		size_t len = nl ? (size_t)(nl - data) + 1 : n; /* up to and with the '\n' */
+		if (s->partial.len == 0 && nl && len <= LOG_LINE_MAX) {
 			jlog_write(name, data, len, ts);
+		} else {
+			buf_add(&s->partial, data, len);
+			size_t content = s->partial.len - (nl ? 1 : 0), off = 0;
+			for (; content - off >= LOG_LINE_MAX; off += LOG_LINE_MAX)
+				jlog_write(name, s->partial.p + off, LOG_LINE_MAX, ts);
+			buf_consume(&s->partial, off);
+			if (nl) {
+				jlog_write(name, s->partial.p, s->partial.len, ts);
+				buf_consume(&s->partial, s->partial.len);
+			}
 		}
 		data += len;
 		n -= len;
@@ -273,16 +273,27 @@ static void stdin_close_now(struct proc *p)
 	buf_free(&p->in_pend);
 }
 
-static void on_stdin_writable(struct watch *w, uint32_t ev)
+/* Whether stdin takes input: open now, or (a terminal exec not started yet)
+ * once its pty arrives; what is written meanwhile waits in in_pend. */
+int io_stdin_open(const struct proc *p)
 {
-	(void)ev;
-	struct proc *p = w->ptr;
+	if (p->in_closing)
+		return 0;
+	if (p->in_fd >= 0)
+		return 1;
+	return p->terminal && p->want_stdin && p->master < 0 && (p->status == ST_CREATING || p->status == ST_CREATED);
+}
+
+static void stdin_flush(struct proc *p)
+{
 	while (p->in_pend.len > 0) {
 		ssize_t n = write(p->in_fd, p->in_pend.p, p->in_pend.len);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno == EAGAIN)
+		if (n < 0 && errno == EAGAIN) {
+			loop_set(&p->in_w, EPOLLOUT);
 			return;
+		}
 		if (n < 0) { /* EPIPE: the process closed its stdin */
 			stdin_close_now(p);
 			return;
@@ -294,27 +305,40 @@ static void on_stdin_writable(struct watch *w, uint32_t ev)
 		stdin_close_now(p);
 }
 
+static void on_stdin_writable(struct watch *w, uint32_t ev)
+{
+	(void)ev;
+	stdin_flush(w->ptr);
+}
+
+/* in_fd is known: make it non-blocking, give it its watch, write what waits. */
+static void stdin_ready(struct proc *p)
+{
+	set_nonblock(p->in_fd, 1);
+	p->in_w = (struct watch){.fd = p->in_fd, .fn = on_stdin_writable, .ptr = p};
+	if (p->in_pend.len > 0 || p->in_closing)
+		stdin_flush(p);
+}
+
 void io_stdin_write(struct proc *p, const char *data, size_t n)
 {
-	if (p->in_fd < 0 || p->in_closing || n == 0)
+	if (!io_stdin_open(p) || n == 0)
 		return;
 	buf_add(&p->in_pend, data, n);
-	if (p->in_w.events == 0)
-		on_stdin_writable(&p->in_w, EPOLLOUT);
-	if (p->in_fd >= 0 && p->in_pend.len > 0)
-		loop_set(&p->in_w, EPOLLOUT);
+	if (p->in_fd >= 0 && p->in_w.events == 0)
+		stdin_flush(p);
 }
 
 void io_close_stdin(struct proc *p)
 {
-	if (p->in_fd < 0 || p->in_closing)
+	if (!io_stdin_open(p))
 		return;
 	if (p->terminal) {
 		/* a pty has no end of file: send ^D, as a typist would */
 		io_stdin_write(p, "\x04", 1);
 	}
 	p->in_closing = 1;
-	if (p->in_pend.len == 0)
+	if (p->in_fd >= 0 && p->in_pend.len == 0)
 		stdin_close_now(p);
 }
 
@@ -361,6 +385,7 @@ int io_setup(struct proc *p, const char **err)
 				goto fail;
 			p->child_fds[0] = fds[0];
 			p->in_fd = fds[1];
+			stdin_ready(p);
 		} else {
 			p->child_fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		}
@@ -392,9 +417,12 @@ void io_take_master(struct proc *p, int master)
 {
 	p->master = master;
 	p->out[0].fd = fcntl(master, F_DUPFD_CLOEXEC, 0);
-	if (p->want_stdin || p->stdin_fifo)
-		p->in_fd = fcntl(master, F_DUPFD_CLOEXEC, 0);
 	set_nonblock(master, 1);
+	if (p->want_stdin || p->stdin_fifo) {
+		p->in_fd = fcntl(master, F_DUPFD_CLOEXEC, 0);
+		if (p->in_fd >= 0)
+			stdin_ready(p);
+	}
 }
 
 /* The process runs: drop our copies of its ends and start copying. */
@@ -417,10 +445,6 @@ void io_started(struct proc *p)
 		set_nonblock(s->fd, 1);
 		s->w = (struct watch){.fd = s->fd, .fn = on_stream, .ptr = s};
 		loop_set(&s->w, EPOLLIN);
-	}
-	if (p->in_fd >= 0) {
-		set_nonblock(p->in_fd, 1);
-		p->in_w = (struct watch){.fd = p->in_fd, .fn = on_stdin_writable, .ptr = p};
 	}
 	if (p->sin_fd >= 0) {
 		p->sin_w = (struct watch){.fd = p->sin_fd, .fn = on_stdin_fifo, .ptr = p};

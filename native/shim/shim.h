@@ -142,6 +142,7 @@ void io_started(struct proc *p);                     /* close the child's ends, 
 void io_take_master(struct proc *p, int master);
 void io_drain(struct proc *p);                       /* read what the process has written so far */
 int io_ended(const struct proc *p);                  /* all output streams at EOF */
+int io_stdin_open(const struct proc *p);             /* stdin takes input (now, or once the pty comes) */
 void io_stdin_write(struct proc *p, const char *data, size_t n);
 void io_close_stdin(struct proc *p);
 void io_close_all(struct proc *p);

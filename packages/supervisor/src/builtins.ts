@@ -18,7 +18,9 @@ import { namespacesService } from './services/namespaces.js';
 import { nativeSnapshotter, overlayfsSnapshotter, snapshotsService } from './services/snapshots.js';
 import { diffService } from './services/diff.js';
 import { versionService } from './services/version.js';
-import { tasksService } from './tasks/service.js';
+import { streamManagerPlugin, streamingService } from './services/streaming.js';
+import { transferService } from './services/transfer.js';
+import { taskRuntimePlugin, tasksService } from './tasks/service.js';
 
 /** The metadata database lives at <root>/meta.db. */
 export const metadataPlugin: PluginRecord<MetadataStore> = {
@@ -57,5 +59,9 @@ export const builtins: readonly PluginRecord<unknown>[] = [
   gcPlugin,
   snapshotsService,
   diffService,
+  taskRuntimePlugin,
   tasksService,
+  streamManagerPlugin,
+  streamingService,
+  transferService,
 ];

@@ -32,3 +32,13 @@ export type { ExportOptions, ExportResult, ExportedImage } from './images/export
 export { importImages, importRootfs, DOCKER_LAYER_TAR } from './images/import.js';
 export type { ImageRunConfig, ImportOptions, ImportedImage, RootfsImportOptions } from './images/import.js';
 export type { PullDeps, PullImageOptions, PullImageProgress, PullImageResult, PullImageStatus } from './images/pull.js';
+export { ContainerdClient, SERVICES, fromGrpcError } from './client.js';
+export type { ClientOptions, Message } from './client.js';
+export { pull as transferPull, push as transferPush, importArchive, exportArchive } from './transfer-client.js';
+export type {
+  TransferProgress, TransferDescriptor, RegistryAuth, TransferCommonOptions, TransferPullOptions, TransferPushOptions,
+  TransferImportOptions, TransferExportOptions,
+} from './transfer-client.js';
+export { StreamManager, StreamingPlugin, receiveBytes, sendBytes } from './services/streaming.js';
+export type { TransferStream } from './services/streaming.js';
+export { shimDirFor, SOCKET_PATH_MAX } from './tasks/bundle.js';

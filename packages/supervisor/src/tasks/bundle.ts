@@ -6,8 +6,9 @@
  * Also the task record (task.json in the bundle) a restarted supervisor reads.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errnoCode, failedPrecondition, invalid, notImplemented, writeFileAtomic } from '@berth/base';
 import type { CgroupPaths } from '@berth/cgroups';
@@ -22,10 +23,35 @@ export interface TaskPaths {
   readonly runcRoot: string;
 }
 
+/** The bundles, <dir>/<namespace>/<id>: the task runtime plugin's state directory. */
+export function bundlesDir(state: string): string {
+  return join(state, 'io.containerd.runtime.v2.task');
+}
+
+/** The shims' directories, <dir>/<namespace>/<id> (control.sock, attach.sock). */
+export function shimsDir(state: string): string {
+  return join(state, 'shims');
+}
+
+/** The longest path a UNIX socket can be bound at. */
+export const SOCKET_PATH_MAX = 107;
+
+/**
+ * A task's shim directory: <shims>/<namespace>/<id>, unless its sockets would
+ * not fit in a socket path (a 64-character ID under a deep state dir): then
+ * <shims>/<namespace>/~<24 hex of sha256(namespace/id)> (`~` is never in an ID).
+ */
+export function shimDirFor(state: string, namespace: string, id: string): string {
+  const plain = join(shimsDir(state), namespace, id);
+  if (Buffer.byteLength(join(plain, 'control.sock')) <= SOCKET_PATH_MAX) return plain;
+  const h = createHash('sha256').update(`${namespace}/${id}`).digest('hex').slice(0, 24);
+  return join(shimsDir(state), namespace, `~${h}`);
+}
+
 export function taskPaths(state: string, namespace: string, id: string): TaskPaths {
   return {
-    bundle: join(state, 'io.containerd.runtime.v2.task', namespace, id),
-    shimDir: join(state, 'shims', namespace, id),
+    bundle: join(bundlesDir(state), namespace, id),
+    shimDir: shimDirFor(state, namespace, id),
     runcRoot: join(state, 'runc', namespace),
   };
 }
@@ -46,44 +72,192 @@ export interface Stdio {
   terminal: boolean;
 }
 
-/** The paths the shim opens: fifos as given, file:// URIs as the file they name (created). */
+/** A json-file log the shim writes itself (`jsonfile://` stdout): its path and Docker's rotation options. */
+export interface JsonFileLog {
+  path: string;
+  /** Bytes; 0: no rotation. */
+  maxSize: number;
+  /** Docker's max-file: the files kept, the current one included. */
+  maxFiles: number;
+}
+
+/**
+ * What the shim is told about one process's stdio (IO.md): fifos as given,
+ * file:// URIs as the file they name, `attach:` stdin as a pipe kept open,
+ * a `jsonfile://` stdout as the shim's json-file log.
+ */
 export interface ShimStdio {
   stdinFifo: string | undefined;
   stdoutFifo: string | undefined;
   stderrFifo: string | undefined;
+  /** stdin is a pipe kept open, fed through the attach socket. */
+  stdinOpen: boolean;
+  /** The init process's json-file log. */
+  log: JsonFileLog | undefined;
+  /** file:// targets, created (empty) before the shim appends to them. */
+  files: string[];
 }
 
-function uriPath(field: string, value: string): string | undefined {
-  if (value === '') return undefined;
-  if (value.startsWith('/')) return value;
+/** One stdio field, parsed. */
+type Target =
+  | { kind: 'none' }
+  | { kind: 'fifo'; path: string }
+  | { kind: 'file'; path: string }
+  | { kind: 'jsonfile'; log: JsonFileLog }
+  | { kind: 'attach' };
+
+const ATTACH_URI = 'attach:';
+
+function absolutePath(field: string, value: string, path: string): string {
+  if (!isAbsolute(path) || path.includes('\0')) {
+    throw invalid(`${field}: ${JSON.stringify(value)} does not name an absolute path`);
+  }
+  return normalize(path);
+}
+
+function counter(field: string, value: string, key: string, raw: string | null, dflt: number, min: number): number {
+  if (raw === null) return dflt;
+  if (!/^\d{1,15}$/.test(raw) || Number(raw) < min) {
+    throw invalid(`${field}: ${JSON.stringify(value)}: ${key} must be a whole number${min > 0 ? ` of at least ${min}` : ''} (got ${JSON.stringify(raw)})`);
+  }
+  return Number(raw);
+}
+
+function jsonFileLog(field: string, value: string, url: URL): JsonFileLog {
+  if (url.host !== '') throw invalid(`${field}: ${JSON.stringify(value)}: a jsonfile:// URI has no host (jsonfile:///abs/path)`);
+  for (const key of url.searchParams.keys()) {
+    if (key !== 'max-size' && key !== 'max-file') {
+      throw invalid(`${field}: ${JSON.stringify(value)}: unknown option ${JSON.stringify(key)} (max-size, max-file)`);
+    }
+  }
+  let path: string;
+  try {
+    path = decodeURIComponent(url.pathname);
+  } catch (e) {
+    throw invalid(`${field}: ${JSON.stringify(value)}: the path is not valid percent-encoding`, e);
+  }
+  return {
+    path: absolutePath(field, value, path),
+    maxSize: counter(field, value, 'max-size', url.searchParams.get('max-size'), 0, 0),
+    maxFiles: counter(field, value, 'max-file', url.searchParams.get('max-file'), 1, 1),
+  };
+}
+
+function parseTarget(field: string, value: string): Target {
+  if (value === '') return { kind: 'none' };
+  if (value === ATTACH_URI) return { kind: 'attach' };
+  if (value.startsWith('/')) return { kind: 'fifo', path: absolutePath(field, value, value) };
   let url: URL;
   try {
     url = new URL(value);
   } catch {
     throw invalid(`${field}: ${JSON.stringify(value)} is neither an absolute fifo path nor a URI`);
   }
-  if (url.protocol === 'fifo:') return url.pathname;
-  if (url.protocol === 'file:') {
-    const path = fileURLToPath(url);
-    mkdirSync(dirname(path), { recursive: true });
-    closeSync(openSync(path, 'a', 0o640));
-    return path;
+  switch (url.protocol) {
+    case 'fifo:': return { kind: 'fifo', path: absolutePath(field, value, url.pathname) };
+    case 'file:': {
+      let path: string;
+      try {
+        path = fileURLToPath(url);
+      } catch (e) {
+        throw invalid(`${field}: ${JSON.stringify(value)}: ${e instanceof Error ? e.message : String(e)}`, e);
+      }
+      return { kind: 'file', path: absolutePath(field, value, path) };
+    }
+    case 'jsonfile:': return { kind: 'jsonfile', log: jsonFileLog(field, value, url) };
+    case 'binary:': throw notImplemented(`${field}: binary:// log URIs are not supported`);
+    default: throw invalid(`${field}: unsupported URI scheme ${JSON.stringify(url.protocol)}`);
   }
-  if (url.protocol === 'binary:') throw notImplemented(`${field}: binary:// log URIs are not supported`);
-  throw invalid(`${field}: unsupported URI scheme ${JSON.stringify(url.protocol)}`);
 }
 
-export function shimStdio(io: Stdio): ShimStdio {
-  const stdin = uriPath('stdin', io.stdin);
-  if (stdin !== undefined && io.stdin.startsWith('file:')) throw invalid('stdin: a file:// URI cannot be read as stdin');
-  return { stdinFifo: stdin, stdoutFifo: uriPath('stdout', io.stdout), stderrFifo: uriPath('stderr', io.stderr) };
+/** Which process the stdio is for: the task's init, or an exec (named in messages). */
+export type StdioOwner = { kind: 'init' } | { kind: 'exec'; execId: string };
+
+/**
+ * The containerd stdio strings of a process as the shim's options, checked:
+ * what the shim cannot do is an InvalidArgument naming the field. Pure (see
+ * prepareStdio for the files and directories it needs).
+ */
+export function shimStdio(io: Stdio, owner: StdioOwner = { kind: 'init' }): ShimStdio {
+  const stdin = parseTarget('stdin', io.stdin);
+  const stdout = parseTarget('stdout', io.stdout);
+  const stderr = parseTarget('stderr', io.stderr);
+  const out: ShimStdio = { stdinFifo: undefined, stdoutFifo: undefined, stderrFifo: undefined, stdinOpen: false, log: undefined, files: [] };
+
+  switch (stdin.kind) {
+    case 'none': break;
+    case 'fifo': out.stdinFifo = stdin.path; break;
+    case 'attach': out.stdinOpen = true; break;
+    case 'file': throw invalid('stdin: a file:// URI cannot be read as stdin');
+    case 'jsonfile': throw invalid('stdin: a jsonfile:// URI is an output (stdout) form, not stdin');
+  }
+
+  for (const [field, t] of [['stdout', stdout], ['stderr', stderr]] as const) {
+    switch (t.kind) {
+      case 'attach':
+        throw invalid(`${field}: ${ATTACH_URI} is a stdin form; attach clients get the output whatever ${field} is`);
+      case 'fifo':
+      case 'file':
+        if (field === 'stdout') out.stdoutFifo = t.path;
+        else out.stderrFifo = t.path;
+        if (t.kind === 'file') out.files.push(t.path);
+        break;
+      default:
+        break;
+    }
+  }
+
+  if (stdout.kind === 'jsonfile') {
+    if (owner.kind === 'exec') {
+      throw invalid(`stdout: exec ${owner.execId}: jsonfile:// logs are written for a task's init process only; an exec's output goes to fifos or attach clients`);
+    }
+    out.log = stdout.log;
+  }
+  if (stderr.kind === 'jsonfile') {
+    if (owner.kind === 'exec') {
+      throw invalid(`stderr: exec ${owner.execId}: jsonfile:// logs are written for a task's init process only; an exec's output goes to fifos or attach clients`);
+    }
+    if (stdout.kind !== 'jsonfile') {
+      throw invalid('stderr: a jsonfile:// log needs the same URI as stdout: the shim writes both streams to one json-file log');
+    }
+    const a = stdout.log;
+    const b = stderr.log;
+    if (a.path !== b.path || a.maxSize !== b.maxSize || a.maxFiles !== b.maxFiles) {
+      throw invalid(`stderr: ${JSON.stringify(io.stderr)} differs from stdout ${JSON.stringify(io.stdout)}: the shim writes one json-file log for both streams`);
+    }
+  }
+  return out;
 }
 
+/** Create what the shim opens but does not create: file:// targets, the log's directory. */
+export function prepareStdio(s: ShimStdio): void {
+  const step = (what: string, path: string, fn: () => void): void => {
+    try {
+      fn();
+    } catch (e) {
+      throw failedPrecondition(`${what} ${path}: ${e instanceof Error ? e.message : String(e)}`, e);
+    }
+  };
+  for (const path of s.files) {
+    step('creating the log file', path, () => {
+      mkdirSync(dirname(path), { recursive: true });
+      closeSync(openSync(path, 'a', 0o640));
+    });
+  }
+  const log = s.log;
+  if (log !== undefined) step('creating the directory of the json-file log', log.path, () => mkdirSync(dirname(log.path), { recursive: true, mode: 0o700 }));
+}
+
+/** The shim's command-line options for the init process's stdio. */
 export function stdioArgs(s: ShimStdio): string[] {
   const out: string[] = [];
+  if (s.stdinOpen) out.push('--stdin');
   if (s.stdinFifo !== undefined) out.push('--stdin-fifo', s.stdinFifo);
   if (s.stdoutFifo !== undefined) out.push('--stdout-fifo', s.stdoutFifo);
   if (s.stderrFifo !== undefined) out.push('--stderr-fifo', s.stderrFifo);
+  if (s.log !== undefined) {
+    out.push('--log-path', s.log.path, '--log-max-size', String(s.log.maxSize), '--log-max-files', String(s.log.maxFiles));
+  }
   return out;
 }
 

@@ -24,7 +24,7 @@ import type { Protos } from '../protos.js';
 import { now, validateIdentifier } from '../wire.js';
 import type { AnyMessage, Timestamp } from '../wire.js';
 import {
-  loadTaskRecord, mountRootfs, runcOptions, saveTaskRecord, shimStdio, stdioArgs, taskPaths, unmountRootfs, writeBundle,
+  loadTaskRecord, mountRootfs, prepareStdio, runcOptions, saveTaskRecord, shimStdio, bundlesDir, stdioArgs, taskPaths, unmountRootfs, writeBundle,
 } from './bundle.js';
 import type { ExecRecord, Mount, Stdio, TaskRecord } from './bundle.js';
 import { cleanupFast, hasHooks, liveInitPid, prepareFastCreate, recordCreated, recordStarted, shimCgroupDir, writeExecPlan } from './fastpath.js';
@@ -264,7 +264,7 @@ export class TaskManager {
     const opts = runcOptions(this.o.protos, runtimeName, runtimeOptions, req.options);
     const paths = taskPaths(this.o.state, ns, id);
     if (existsSync(join(paths.shimDir, 'control.sock'))) throw alreadyExists(`task ${id}`);
-    const stdio = shimStdio(req.io);
+    const stdio = shimStdio(req.io, { kind: 'init' });
     const terminal = req.io.terminal;
 
     let mode: TaskRecord['mode'] = 'fast';
@@ -305,6 +305,7 @@ export class TaskManager {
       mounted = mountRootfs(join(paths.bundle, 'rootfs'), req.rootfs);
       rec.rootfsMounts = mounted;
       mkdirSync(paths.shimDir, { recursive: true, mode: 0o700 });
+      prepareStdio(stdio);
       const args = ['--id', id, '--namespace', ns, '--bundle', paths.bundle, '--state-dir', paths.shimDir];
       if (mode === 'fast') {
         fast = await prepareFastCreate(spec, {
@@ -530,8 +531,9 @@ export class TaskManager {
     }
     const proc = parseProcess(json);
     proc.terminal = io.terminal;
-    const stdio = shimStdio(io);
+    const stdio = shimStdio(io, { kind: 'exec', execId });
     const shim = t.connected();
+    prepareStdio(stdio);
     let file: string;
     if (t.rec.mode === 'fast') {
       file = await writeExecPlan(t.rec.runcRoot, id, execId, proc, t.rec.shimDir);
@@ -543,7 +545,7 @@ export class TaskManager {
       exec_id: execId,
       [t.rec.mode === 'fast' ? 'plan' : 'process']: file,
       terminal: io.terminal,
-      stdin: stdio.stdinFifo !== undefined,
+      stdin: stdio.stdinFifo !== undefined || stdio.stdinOpen,
       stdin_fifo: stdio.stdinFifo,
       stdout_fifo: stdio.stdoutFifo,
       stderr_fifo: stdio.stderrFifo,
@@ -651,9 +653,9 @@ export class TaskManager {
 
   // ---- restart ----
 
-  /** Take back every task whose shim directory is left from a previous run. */
+  /** Take back every task whose bundle (and so shim directory) is left from a previous run. */
   async restore(): Promise<void> {
-    const root = join(this.o.state, 'shims');
+    const root = bundlesDir(this.o.state);
     let namespaces: string[];
     try {
       namespaces = readdirSync(root);
@@ -668,7 +670,9 @@ export class TaskManager {
       } catch {
         continue;
       }
-      for (const id of ids) jobs.push(this.restoreOne(ns, id));
+      for (const id of ids) {
+        if (existsSync(join(taskPaths(this.o.state, ns, id).shimDir))) jobs.push(this.restoreOne(ns, id));
+      }
     }
     await Promise.all(jobs);
   }

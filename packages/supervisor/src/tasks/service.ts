@@ -1,12 +1,17 @@
-/** containerd.services.tasks.v1.Tasks over the task manager. */
+/**
+ * The task runtime plugin (io.containerd.runtime.v2 `task`: the task manager,
+ * its shims and bundles) and containerd.services.tasks.v1.Tasks over it.
+ */
+import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { invalid, notImplemented } from '@berth/base';
-import { EventPlugin, GRPCPlugin, MetadataPlugin } from '../plugin.js';
+import { EventPlugin, GRPCPlugin, MetadataPlugin, pluginType } from '../plugin.js';
 import type { PluginRecord } from '../plugin.js';
 import type { GrpcService } from '../grpc.js';
 import { anyMessage, isRecord, num, record, str, strList } from '../wire.js';
 import type { Wire } from '../wire.js';
+import { bundlesDir, shimsDir } from './bundle.js';
 import type { Mount, Stdio } from './bundle.js';
 import { TaskManager } from './manager.js';
 import type { Binaries, ExitInfo, ProcView } from './manager.js';
@@ -81,9 +86,17 @@ function containerId(req: Wire): string {
   return id;
 }
 
-export const tasksService: PluginRecord<GrpcService> = {
-  type: GRPCPlugin,
-  id: 'tasks',
+export const TaskRuntimePlugin = pluginType<TaskManager>('io.containerd.runtime.v2');
+
+/**
+ * The task manager, as containerd's runtime v2 `task` plugin. Its exports say
+ * where things are: `root` and `state` (the bundles:
+ * <state>/<namespace>/<id>), and `shims`, under which each task's shim keeps
+ * its sockets (<shims>/<namespace>/<id>/attach.sock, control.sock).
+ */
+export const taskRuntimePlugin: PluginRecord<TaskManager> = {
+  type: TaskRuntimePlugin,
+  id: 'task',
   requires: [MetadataPlugin, EventPlugin],
   init: async (ic) => {
     const manager = new TaskManager({
@@ -94,15 +107,26 @@ export const tasksService: PluginRecord<GrpcService> = {
       log: ic.log,
       binaries: defaultBinaries(),
     });
+    ic.exports['root'] = ic.root;
+    ic.exports['state'] = bundlesDir(ic.paths.state);
+    ic.exports['shims'] = shimsDir(ic.paths.state);
+    mkdirSync(ic.root, { recursive: true, mode: 0o711 });
     await manager.restore();
+    return manager;
+  },
+};
+
+export const tasksService: PluginRecord<GrpcService> = {
+  type: GRPCPlugin,
+  id: 'tasks',
+  requires: [TaskRuntimePlugin],
+  init: (ic) => {
+    const manager = ic.get(TaskRuntimePlugin);
     const timer = setTimeout(() => manager.publishRestoredExits(), RESTORED_EXITS_DELAY_MS);
     timer.unref();
     return {
       service: TASKS_SERVICE,
-      close: () => {
-        clearTimeout(timer);
-        manager.close();
-      },
+      close: () => clearTimeout(timer),
       unary: {
         Create: async (req: Wire, ctx) => {
           const id = containerId(req);

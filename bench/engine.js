@@ -1,0 +1,383 @@
+// Benchmark: berthd vs a real dockerd (Debian's docker.io 20.10, its own containerd 1.6 and
+// containerd-shim-runc-v2 + runc), both driven by the same docker CLI on the same busybox image
+// (saved from berthd, loaded into dockerd). Medians of BENCH_N runs (default 15), the two engines
+// interleaved run by run; then the memory of the daemons idle and with 50 running containers, and
+// of the per-container shims. Both engines run on temp dirs that are removed at the end.
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { stats, median } from './lib.js';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
+const BERTHD = join(repo, 'packages/engine/bin/berthd.js');
+const DOCKER = '/usr/local/bin/docker';
+const DOCKERD = '/usr/sbin/dockerd';
+const N = Number(process.env.BENCH_N ?? 15);
+const MANY = 50;
+const CONCURRENT = 20;
+const LOG_BYTES = 10 * 1024 * 1024;
+const IMAGE = 'busybox:latest';
+
+// ---- processes and memory ----
+
+function procs() {
+  const out = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').filter((s) => s !== '');
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      out.push({ pid: Number(p), ppid, cmd });
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** RSS and PSS of a process in kB (zeros when it is gone). */
+function memOf(pid) {
+  try {
+    const roll = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(roll)?.[1] ?? 0);
+    return { rss: kb('Rss'), pss: kb('Pss') };
+  } catch {
+    return { rss: 0, pss: 0 };
+  }
+}
+
+/** Processes whose command line mentions dir, and all their descendants (containers under shims). */
+function pidsOf(dir) {
+  const all = procs();
+  const set = new Set(all.filter((p) => p.cmd.some((a) => a.includes(dir))).map((p) => p.pid));
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const p of all) if (set.has(p.ppid) && !set.has(p.pid)) { set.add(p.pid); grew = true; }
+  }
+  return [...set];
+}
+
+function mountsUnder(dir) {
+  const out = [];
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const point = line.split(' ')[4];
+    if (point === undefined) continue;
+    const p = point.replace(/\\([0-7]{3})/g, (_m, o) => String.fromCharCode(parseInt(o, 8)));
+    if (p === dir || p.startsWith(`${dir}/`)) out.push(p);
+  }
+  return out.sort((a, b) => b.length - a.length);
+}
+
+/** Last resort: every process of the instance killed, its mounts undone, its dir removed. */
+function scrub(dir) {
+  for (const pid of pidsOf(dir)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  spawnSync('sleep', ['0.2']);
+  for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m]);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+// ---- the docker CLI ----
+
+function dockerArgs(eng, args) {
+  return { argv: ['-H', `unix://${eng.socket}`, ...args], env: { ...process.env, DOCKER_CONFIG: join(eng.dir, '.docker') } };
+}
+
+function dockerOk(eng, args, opts = {}) {
+  const { argv, env } = dockerArgs(eng, args);
+  const r = spawnSync(DOCKER, argv, { env, encoding: 'utf8', maxBuffer: 64 << 20, timeout: 300_000, ...opts });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`${eng.name}: docker ${args.join(' ')} exited ${r.status ?? r.signal}: ${String(r.stderr).slice(0, 600)}`);
+  return r.stdout;
+}
+
+const devnull = openSync('/dev/null', 'w');
+
+/** Wall time of one docker command in ms; stdout goes to /dev/null unless wanted. */
+function timed(eng, args, { keep = false } = {}) {
+  const { argv, env } = dockerArgs(eng, args);
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(DOCKER, argv, { env, stdio: ['ignore', keep ? 'pipe' : devnull, 'pipe'], encoding: 'utf8', timeout: 300_000 });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`${eng.name}: docker ${args.join(' ')} exited ${r.status ?? r.signal}: ${String(r.stderr).slice(0, 600)}`);
+  return { ms, out: keep ? r.stdout : '' };
+}
+
+function dockerAsync(eng, args) {
+  const { argv, env } = dockerArgs(eng, args);
+  return new Promise((resolve, reject) => {
+    const child = spawn(DOCKER, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c) => { out += c; });
+    child.stderr.on('data', (c) => { err += c; });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${eng.name}: docker ${args.join(' ')} exited ${code}: ${err.slice(0, 600)}`))));
+  });
+}
+
+// ---- the engines ----
+
+async function waitUp(eng, logFile) {
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline) {
+    if (eng.child.exitCode !== null || eng.child.signalCode !== null) break;
+    if (existsSync(eng.socket)) {
+      const { argv, env } = dockerArgs(eng, ['version', '--format', '{{.Server.Version}}']);
+      if (spawnSync(DOCKER, argv, { env, stdio: 'ignore', timeout: 10_000 }).status === 0) return;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${eng.name} did not come up: ${readFileSync(logFile, 'utf8').slice(-2000)}`);
+}
+
+function spawnLogged(cmd, args, logFile) {
+  const fd = openSync(logFile, 'a');
+  try {
+    return spawn(cmd, args, { stdio: ['ignore', fd, fd] });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function startBerthd(dir) {
+  const eng = {
+    name: 'berthd', dir, socket: join(dir, 'berth.sock'),
+    daemonNames: ['berthd', 'berth-containerd'], shim: 'berth-shim',
+  };
+  eng.child = spawnLogged(process.execPath, [BERTHD, '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'x'),
+    '--pidfile', join(dir, 'berthd.pid'), '-H', `unix://${eng.socket}`], join(dir, 'berthd.log'));
+  await waitUp(eng, join(dir, 'berthd.log'));
+  return eng;
+}
+
+async function startDockerd(dir) {
+  const eng = {
+    name: 'dockerd', dir, socket: join(dir, 'docker.sock'),
+    daemonNames: ['dockerd', 'containerd'], shim: 'containerd-shim-runc-v2',
+  };
+  writeFileSync(join(dir, 'daemon.json'), '{}\n');
+  for (const d of ['data', 'exec']) mkdirSync(join(dir, d));
+  eng.child = spawnLogged(DOCKERD, ['--config-file', join(dir, 'daemon.json'), '--data-root', join(dir, 'data'),
+    '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'docker.pid'), '-H', `unix://${eng.socket}`,
+    '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false'], join(dir, 'dockerd.log'));
+  await waitUp(eng, join(dir, 'dockerd.log'));
+  return eng;
+}
+
+/** The daemon and the supervisor it started (its child), with their memory. */
+function daemonMemory(eng) {
+  const all = procs();
+  const sup = all.find((p) => p.ppid === eng.child.pid && p.cmd.slice(0, 2).some((a) => basename(a).replace(/\.js$/, '') === eng.daemonNames[1]));
+  if (sup === undefined) throw new Error(`${eng.name}: no ${eng.daemonNames[1]} child found`);
+  const d = memOf(eng.child.pid);
+  const s = memOf(sup.pid);
+  return { daemon: d, supervisor: s, rss: d.rss + s.rss, pss: d.pss + s.pss };
+}
+
+function shimMemory(eng) {
+  return procs().filter((p) => p.cmd[0]?.endsWith(eng.shim) && p.cmd.some((a) => a.includes(eng.dir))).map((p) => memOf(p.pid));
+}
+
+function removeAll(eng) {
+  const ids = dockerOk(eng, ['ps', '-aq']).split('\n').filter((s) => s !== '');
+  if (ids.length > 0) dockerOk(eng, ['rm', '-f', ...ids]);
+}
+
+async function stopEngine(eng) {
+  try {
+    if (eng.child.exitCode === null && eng.child.signalCode === null) {
+      try { removeAll(eng); } catch (err) { console.error(`${eng.name}: removing containers: ${err.message}`); }
+      const exited = new Promise((r) => eng.child.once('exit', r));
+      process.kill(eng.child.pid, 'SIGTERM');
+      if (!(await Promise.race([exited.then(() => true), sleep(20_000).then(() => false)]))) {
+        process.kill(eng.child.pid, 'SIGKILL');
+        await exited;
+      }
+    }
+  } finally {
+    for (let round = 0; round < 10 && pidsOf(eng.dir).length > 0; round++) await sleep(200);
+    scrub(eng.dir);
+  }
+}
+
+// ---- measuring ----
+
+/** Runs fn(engine, i) N times per engine, the engines alternating first; returns stats per engine. */
+function sample(engines, fn, n = N) {
+  for (const e of engines) fn(e, -1); // warm-up
+  const xs = new Map(engines.map((e) => [e.name, []]));
+  for (let i = 0; i < n; i++) {
+    const order = i % 2 ? [...engines].reverse() : engines;
+    for (const e of order) xs.get(e.name).push(fn(e, i));
+  }
+  return Object.fromEntries([...xs].map(([k, v]) => [k, stats(v)]));
+}
+
+async function sampleAsync(engines, fn, n = N) {
+  const xs = new Map(engines.map((e) => [e.name, []]));
+  for (let i = 0; i < n; i++) {
+    const order = i % 2 ? [...engines].reverse() : engines;
+    for (const e of order) xs.get(e.name).push(await fn(e, i));
+  }
+  const out = {};
+  for (const [name, v] of xs) out[name] = Object.fromEntries(Object.keys(v[0]).map((k) => [k, stats(v.map((s) => s[k]))]));
+  return out;
+}
+
+async function startMany(eng, prefix, count, batch = 10) {
+  for (let i = 0; i < count; i += batch) {
+    const names = Array.from({ length: Math.min(batch, count - i) }, (_, j) => `${prefix}${i + j}`);
+    await Promise.all(names.map((n) => dockerAsync(eng, ['run', '-d', '--name', n, IMAGE, 'sleep', '3600'])));
+  }
+}
+
+const fmt = (x, d = 1) => x.toFixed(d);
+
+export async function run() {
+  if (!existsSync(join(repo, 'packages/engine/dist/cmd/main.js'))) throw new Error('build first (npm run build)');
+  for (const bin of [DOCKER, DOCKERD]) if (!existsSync(bin)) { console.log(`\n## engine: skipped (${bin} is not installed)`); return; }
+
+  // Short dirs: shim socket paths under the exec roots must stay within 107 bytes.
+  const dirs = [mkdtempSync('/tmp/be-'), mkdtempSync('/tmp/bd-')];
+  const engines = [];
+  const onSignal = (sig) => { for (const d of dirs) scrub(d); process.exit(sig === 'SIGINT' ? 130 : 143); };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const result = { n: N, times: {}, memory: {} };
+  try {
+    const t0 = Date.now();
+    const berth = await startBerthd(dirs[0]);
+    engines.push(berth);
+    const dockerd = await startDockerd(dirs[1]);
+    engines.push(dockerd);
+    const [b, d] = engines;
+
+    // The same image in both: saved from berthd (its built-in busybox), loaded into dockerd.
+    const tar = join(dirs[0], 'busybox.tar');
+    dockerOk(b, ['save', '-o', tar, IMAGE]);
+    dockerOk(d, ['load', '-i', tar]);
+    const ids = engines.map((e) => dockerOk(e, ['image', 'inspect', '--format', '{{.Id}}', IMAGE]).trim());
+    if (ids[0] !== ids[1]) throw new Error(`image IDs differ after save/load: berthd ${ids[0]}, dockerd ${ids[1]}`);
+    console.log(`\n## engine: berthd vs dockerd ${dockerOk(d, ['version', '--format', '{{.Server.Version}}']).trim()}, docker CLI ${dockerOk(d, ['version', '--format', '{{.Client.Version}}']).trim()}`);
+    console.log(`image ${IMAGE} ${ids[0].slice(0, 19)} in both; medians of ${N} runs, the engines alternating (set up in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+
+    // What a container gets by default in each (a fact to read the run times with).
+    const hostNet = readlinkSync('/proc/self/ns/net');
+    const nets = engines.map((e) => {
+      const [ns, ...ifs] = dockerOk(e, ['run', '--rm', IMAGE, 'sh', '-c', 'readlink /proc/self/ns/net; ls /sys/class/net']).trim().split('\n');
+      return `${e.name}: ${ns === hostNet ? 'the host network namespace' : `its own network namespace (${ifs.join(', ')})`}`;
+    });
+    console.log(`containers' network: ${nets.join('; ')}`);
+
+    const rows = [];
+    const add = (name, s) => { rows.push({ name, ...s }); result.times[name] = s; };
+
+    add('docker version (CLI baseline)', sample(engines, (e) => timed(e, ['version']).ms));
+    add('docker run --rm busybox true', sample(engines, (e) => timed(e, ['run', '--rm', IMAGE, 'true']).ms));
+    add('docker run -d + docker rm -f', sample(engines, (e) => {
+      const r = timed(e, ['run', '-d', IMAGE, 'sleep', '3600'], { keep: true });
+      return r.ms + timed(e, ['rm', '-f', r.out.trim()]).ms;
+    }));
+    for (const e of engines) dockerOk(e, ['run', '-d', '--name', 'bench-exec', IMAGE, 'sleep', '3600']);
+    add('docker exec <running> true', sample(engines, (e) => timed(e, ['exec', 'bench-exec', 'true']).ms));
+    for (const e of engines) dockerOk(e, ['rm', '-f', 'bench-exec']);
+
+    // 10 MB of log lines, written once, read N times.
+    const line = '0123456789'.repeat(7);
+    for (const e of engines) {
+      dockerOk(e, ['run', '-d', '--name', 'bench-logs', IMAGE, 'sh', '-c', `yes ${line} | head -c ${LOG_BYTES}`]);
+      dockerOk(e, ['wait', 'bench-logs']);
+      const got = dockerOk(e, ['logs', 'bench-logs']).length;
+      if (got !== LOG_BYTES) throw new Error(`${e.name}: docker logs gave ${got} bytes, wanted ${LOG_BYTES}`);
+    }
+    add('docker logs (10 MB)', sample(engines, (e) => timed(e, ['logs', 'bench-logs']).ms));
+    for (const e of engines) dockerOk(e, ['rm', '-f', 'bench-logs']);
+
+    // 20 concurrent runs, then their removal.
+    const conc = await sampleAsync(engines, async (e) => {
+      const t = process.hrtime.bigint();
+      const out = await Promise.all(Array.from({ length: CONCURRENT }, () => dockerAsync(e, ['run', '-d', IMAGE, 'sleep', '3600'])));
+      const runMs = Number(process.hrtime.bigint() - t) / 1e6;
+      const rmMs = timed(e, ['rm', '-f', ...out.map((s) => s.trim())]).ms;
+      return { runMs, rmMs, total: runMs + rmMs };
+    });
+    const pick = (k) => Object.fromEntries(engines.map((e) => [e.name, conc[e.name][k]]));
+    add(`${CONCURRENT} concurrent docker run -d (wall)`, pick('runMs'));
+    add(`docker rm -f of those ${CONCURRENT}`, pick('rmMs'));
+
+    // Memory idle (nothing running, after the work above), then with 50 running containers.
+    await sleep(2000);
+    const idle = Object.fromEntries(engines.map((e) => [e.name, daemonMemory(e)]));
+    for (const e of engines) await startMany(e, 'bench-p-', MANY);
+    for (const e of engines) {
+      const running = dockerOk(e, ['ps', '-q']).split('\n').filter((s) => s !== '').length;
+      if (running !== MANY) throw new Error(`${e.name}: ${running} running containers, wanted ${MANY}`);
+    }
+    add(`docker ps (${MANY} containers)`, sample(engines, (e) => timed(e, ['ps']).ms));
+    add(`docker inspect <one> (${MANY} containers)`, sample(engines, (e) => timed(e, ['inspect', 'bench-p-25']).ms));
+    await sleep(2000);
+    const busy = Object.fromEntries(engines.map((e) => [e.name, daemonMemory(e)]));
+    const shims = Object.fromEntries(engines.map((e) => [e.name, shimMemory(e)]));
+    for (const e of engines) {
+      if (shims[e.name].length !== MANY) throw new Error(`${e.name}: ${shims[e.name].length} shims found, wanted ${MANY}`);
+      removeAll(e);
+    }
+
+    // ---- report ----
+    const base = result.times['docker version (CLI baseline)'];
+    console.log('\n| case | berthd median ms | dockerd median ms | ratio berthd/dockerd | ratio less the CLI baseline | berthd min / p90 | dockerd min / p90 |');
+    console.log('|---|---:|---:|---:|---:|---:|---:|');
+    for (const r of rows) {
+      const bm = r.berthd.median;
+      const dm = r.dockerd.median;
+      // Less the CLI baseline only where both engines spend clearly more than `docker version` does.
+      const bn = bm - base.berthd.median;
+      const dn = dm - base.dockerd.median;
+      const net = r === rows[0] || bn < 20 || dn < 20 ? '-' : fmt(bn / dn, 2);
+      console.log(`| ${r.name} | ${fmt(bm)} | ${fmt(dm)} | ${fmt(bm / dm, 2)} | ${net} | ${fmt(r.berthd.min)} / ${fmt(r.berthd.p90)} | ${fmt(r.dockerd.min)} / ${fmt(r.dockerd.p90)} |`);
+    }
+
+    const mb = (kb) => fmt(kb / 1024);
+    const memRows = [];
+    const mrow = (name, bv, dv, unit = 'MB', conv = mb) => memRows.push({ name, berthd: bv, dockerd: dv, unit, conv });
+    const sumOf = (xs, k) => xs.reduce((s, m) => s + m[k], 0);
+    const medOf = (xs, k) => median(xs.map((m) => m[k]));
+    mrow('daemons RSS idle (berthd + berth-containerd | dockerd + containerd)', idle.berthd.rss, idle.dockerd.rss);
+    mrow('  of which the engine (berthd | dockerd)', idle.berthd.daemon.rss, idle.dockerd.daemon.rss);
+    mrow('  of which the supervisor (berth-containerd | containerd)', idle.berthd.supervisor.rss, idle.dockerd.supervisor.rss);
+    mrow('daemons PSS idle', idle.berthd.pss, idle.dockerd.pss);
+    mrow(`daemons RSS with ${MANY} running`, busy.berthd.rss, busy.dockerd.rss);
+    mrow('  of which the engine', busy.berthd.daemon.rss, busy.dockerd.daemon.rss);
+    mrow('  of which the supervisor', busy.berthd.supervisor.rss, busy.dockerd.supervisor.rss);
+    mrow(`daemons RSS growth per container`, (busy.berthd.rss - idle.berthd.rss) / MANY, (busy.dockerd.rss - idle.dockerd.rss) / MANY, 'kB', (x) => fmt(x, 0));
+    mrow('shim RSS per container, median (berth-shim | containerd-shim-runc-v2)', medOf(shims.berthd, 'rss'), medOf(shims.dockerd, 'rss'), 'kB', (x) => fmt(x, 0));
+    mrow('shim PSS per container, median', medOf(shims.berthd, 'pss'), medOf(shims.dockerd, 'pss'), 'kB', (x) => fmt(x, 0));
+    mrow(`all ${MANY} shims, RSS`, sumOf(shims.berthd, 'rss'), sumOf(shims.dockerd, 'rss'));
+    mrow(`all ${MANY} shims, PSS`, sumOf(shims.berthd, 'pss'), sumOf(shims.dockerd, 'pss'));
+    mrow('per-container overhead (daemons growth + shim RSS)', (busy.berthd.rss - idle.berthd.rss) / MANY + medOf(shims.berthd, 'rss'),
+      (busy.dockerd.rss - idle.dockerd.rss) / MANY + medOf(shims.dockerd, 'rss'), 'kB', (x) => fmt(x, 0));
+    console.log('\n| memory | unit | berthd side | dockerd side | ratio berthd/dockerd |');
+    console.log('|---|---|---:|---:|---:|');
+    for (const r of memRows) {
+      const ratio = r.dockerd > 0 ? fmt(r.berthd / r.dockerd, 2) : '-';
+      console.log(`| ${r.name} | ${r.unit} | ${r.conv(r.berthd)} | ${r.conv(r.dockerd)} | ${ratio} |`);
+      result.memory[r.name.trim()] = { unit: 'kB', berthd: Math.round(r.berthd), dockerd: Math.round(r.dockerd) };
+    }
+    console.log('\nTimes are wall times of the docker CLI process (its start included); "less the CLI baseline" subtracts');
+    console.log('`docker version` from both sides (shown only where both exceed it by 20 ms). RSS/PSS from /proc/<pid>/smaps_rollup.');
+    console.log('The machine is shared: compare ratios, not absolute times. BENCH_JSON=<file> writes the figures as JSON.');
+    if (process.env.BENCH_JSON) writeFileSync(process.env.BENCH_JSON, `${JSON.stringify(result, null, 2)}\n`);
+    return result;
+  } finally {
+    for (const e of engines.reverse()) {
+      try { await stopEngine(e); } catch (err) { console.error(`${e.name}: stopping: ${err.message}`); }
+    }
+    for (const d of dirs) if (existsSync(d)) scrub(d);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await run();

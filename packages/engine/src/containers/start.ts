@@ -1,0 +1,212 @@
+/**
+ * What a start needs before the task is created: the container's files
+ * (/etc/hostname, /etc/hosts, /etc/resolv.conf), its mounts resolved to host
+ * paths (volumes created on first use), the namespaces it joins, its user
+ * from the image's passwd and group files, and the OCI spec from all that.
+ * Also the process spec of an exec.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { failedPrecondition } from '@berth/base';
+import type { Spec } from '@berth/spec';
+import { hostCapabilities } from './caps.js';
+import { networkMode, ipcMode, pidMode, utsMode } from './config.js';
+import type { NamespaceMode } from './config.js';
+import { buildHostnameFile, buildHostsFile, buildResolvConf } from './etcfiles.js';
+import { parseMounts } from './mounts.js';
+import type { MountRequest } from './mounts.js';
+import type { ContainerRecord, MountPoint } from './record.js';
+import { buildSpec, containerEnv, resolveUserFromFiles } from './spec.js';
+import type { NamespaceJoin, NetworkNamespace, ResolvedMount, ResolvedUser } from './spec.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+
+/** The init binary for `--init` (native/out/berth-init, built with the rest). */
+export function initBinary(): string {
+  return process.env['BERTH_INIT'] ?? join(HERE, '..', '..', '..', '..', 'native', 'out', 'berth-init');
+}
+
+export interface StartContext {
+  readonly dataRoot: string;
+  readonly containerDir: string;
+  /** A file of the container's rootfs (before it is mounted). */
+  readonly readFile: (path: string) => string | undefined;
+  readonly lookupContainer: (ref: string) => ContainerRecord;
+}
+
+function userOf(readFile: (p: string) => string | undefined, user: string, groupAdd: readonly string[]): ResolvedUser {
+  return resolveUserFromFiles(readFile('/etc/passwd'), readFile('/etc/group'), user, groupAdd);
+}
+
+/** /proc/<pid>/ns/<kind> of another running container. */
+function joinContainer(ctx: StartContext, ref: string, kind: 'net' | 'ipc' | 'pid' | 'uts', what: string): NamespaceJoin {
+  const other = ctx.lookupContainer(ref);
+  if (!other.State.Running || other.State.Pid <= 0) {
+    throw failedPrecondition(`cannot join ${what} of a non running container: ${ref}`);
+  }
+  return { kind: 'path', path: `/proc/${other.State.Pid}/ns/${kind}` };
+}
+
+function nsJoin(ctx: StartContext, mode: NamespaceMode, kind: 'ipc' | 'pid' | 'uts', what: string): NamespaceJoin | undefined {
+  if (mode.kind === 'host') return { kind: 'host' };
+  if (mode.kind === 'container') return joinContainer(ctx, mode.ref, kind, what);
+  return undefined;
+}
+
+/** A volume's data directory, made on first use. */
+function volumeDir(dataRoot: string, name: string): string {
+  const dir = join(dataRoot, 'volumes', name, '_data');
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  return dir;
+}
+
+export function prepareStart(c: ContainerRecord, ctx: StartContext): Promise<{ spec: Spec; mountPoints: MountPoint[] }> {
+  return Promise.resolve(prepareStartSync(c, ctx));
+}
+
+function prepareStartSync(c: ContainerRecord, ctx: StartContext): { spec: Spec; mountPoints: MountPoint[] } {
+  const cfg = c.Config;
+  const host = c.HostConfig;
+  mkdirSync(ctx.containerDir, { recursive: true, mode: 0o710 });
+
+  const net = networkMode(host.NetworkMode);
+  let network: NetworkNamespace;
+  if (net.kind === 'host') network = { kind: 'host' };
+  else if (net.kind === 'container') network = joinContainer(ctx, net.ref, 'net', 'network namespace');
+  else network = { kind: 'new' };
+
+  const hostname = cfg.Hostname ?? c.Id.slice(0, 12);
+  if (net.kind === 'container') {
+    // The files of the container whose network is shared.
+    const other = ctx.lookupContainer(net.ref);
+    c.HostsPath = other.HostsPath;
+    c.ResolvConfPath = other.ResolvConfPath;
+  } else if (net.kind === 'host') {
+    writeFileSync(c.HostsPath, readHost('/etc/hosts') + extraHostLines(host.ExtraHosts ?? []), { mode: 0o644 });
+    writeFileSync(c.ResolvConfPath, buildResolvConf(readHost('/etc/resolv.conf'), resolvOpts(c, true)), { mode: 0o644 });
+  } else {
+    if (!existsSync(c.HostsPath) || c.berth.everStarted === false) {
+      writeFileSync(c.HostsPath, buildHostsFile({
+        hostname, ...(cfg.Domainname !== undefined ? { domainname: cfg.Domainname } : {}), extraHosts: host.ExtraHosts ?? [],
+      }), { mode: 0o644 });
+    }
+    writeFileSync(c.ResolvConfPath, buildResolvConf(readHost('/etc/resolv.conf'), resolvOpts(c, false)), { mode: 0o644 });
+  }
+  writeFileSync(c.HostnamePath, buildHostnameFile(hostname), { mode: 0o644 });
+
+  const requests = parseMounts(cfg, host);
+  const mounts: ResolvedMount[] = [];
+  const points: MountPoint[] = [];
+  for (const m of requests) {
+    let hostPath = m.source;
+    let name = m.volumeName;
+    if (m.type === 'volume') {
+      name = name !== undefined && name !== '' ? name : anonymousVolume(c, m);
+      hostPath = volumeDir(ctx.dataRoot, name);
+      if (m.subpath !== undefined && m.subpath !== '') hostPath = join(hostPath, m.subpath);
+    } else if (m.type === 'bind' && m.createSource === true && !existsSync(hostPath)) {
+      mkdirSync(hostPath, { recursive: true, mode: 0o755 });
+    }
+    mounts.push({ ...m, hostPath });
+    points.push({
+      Type: m.type,
+      ...(m.type === 'volume' ? { Name: name ?? '', Driver: 'local' } : {}),
+      Source: m.type === 'tmpfs' ? '' : hostPath,
+      Destination: m.destination,
+      Mode: m.mode,
+      RW: !m.readOnly,
+      Propagation: m.type === 'bind' ? (m.propagation || 'rprivate') : '',
+    });
+  }
+
+  const ipc = nsJoin(ctx, ipcMode(host.IpcMode), 'ipc', 'IPC namespace');
+  const pid = nsJoin(ctx, pidMode(host.PidMode), 'pid', 'PID namespace');
+  const uts = nsJoin(ctx, utsMode(host.UTSMode), 'uts', 'UTS namespace');
+  const user = userOf(ctx.readFile, cfg.User ?? '', host.GroupAdd ?? []);
+  const spec = buildSpec(cfg, host, {
+    id: c.Id, rootPath: 'rootfs',
+    hostnamePath: c.HostnamePath, hostsPath: c.HostsPath, resolvConfPath: c.ResolvConfPath,
+    network, ...(ipc !== undefined ? { ipc } : {}), ...(pid !== undefined ? { pid } : {}), ...(uts !== undefined ? { uts } : {}),
+    mounts, user, ...(host.Init === true ? { initPath: initBinary() } : {}),
+  });
+  return { spec, mountPoints: points };
+}
+
+function anonymousVolume(c: ContainerRecord, m: MountRequest): string {
+  // Stable across restarts: the same destination keeps its volume.
+  const key = `anon:${m.destination}`;
+  const known = c.berth.anonymousVolumes.find((v) => v.startsWith(`${key}=`));
+  if (known !== undefined) return known.slice(key.length + 1);
+  const name = randomBytes(32).toString('hex');
+  c.berth.anonymousVolumes.push(`${key}=${name}`);
+  return name;
+}
+
+function readHost(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function extraHostLines(extra: readonly string[]): string {
+  return extra.map((e) => {
+    const i = e.search(/[:=]/);
+    return i < 0 ? '' : `${e.slice(i + 1)}\t${e.slice(0, i)}\n`;
+  }).join('');
+}
+
+function resolvOpts(c: ContainerRecord, hostNetwork: boolean) {
+  const h = c.HostConfig;
+  return {
+    hostNetwork,
+    ...(h.Dns !== undefined && h.Dns.length > 0 ? { dns: h.Dns } : {}),
+    ...(h.DnsSearch !== undefined && h.DnsSearch.length > 0 ? { dnsSearch: h.DnsSearch } : {}),
+    ...(h.DnsOptions !== undefined && h.DnsOptions.length > 0 ? { dnsOptions: h.DnsOptions } : {}),
+  };
+}
+
+export interface ExecOptions {
+  readonly user: string;
+  readonly env: readonly string[];
+  readonly workingDir: string;
+  readonly tty: boolean;
+  readonly privileged: boolean;
+  readonly args: readonly string[];
+  readonly readFile: (path: string) => string | undefined;
+}
+
+/** The OCI process of an exec: the container's, with the exec's args, user, env and cwd. */
+export function execProcess(c: ContainerRecord, spec: Spec, o: ExecOptions): NonNullable<Spec['process']> {
+  const base = spec.process;
+  if (base === undefined) throw failedPrecondition(`container ${c.Id} has no process in its spec`);
+  const userStr = o.user !== '' ? o.user : (c.Config.User ?? '');
+  const u = userOf(o.readFile, userStr, c.HostConfig.GroupAdd ?? []);
+  const env = new Map<string, string>();
+  for (const e of containerEnv(c.Config, c.Config.Hostname ?? c.Id.slice(0, 12))) {
+    const i = e.indexOf('=');
+    env.set(i < 0 ? e : e.slice(0, i), e);
+  }
+  for (const e of o.env) {
+    const i = e.indexOf('=');
+    env.set(i < 0 ? e : e.slice(0, i), e);
+  }
+  if (o.tty && !env.has('TERM')) env.set('TERM', 'TERM=xterm');
+  const proc: NonNullable<Spec['process']> = {
+    ...base,
+    terminal: o.tty,
+    args: [...o.args],
+    env: [...env.values()],
+    cwd: o.workingDir !== '' ? o.workingDir : base.cwd,
+    user: { uid: u.uid, gid: u.gid, ...(u.additionalGids.length > 0 ? { additionalGids: u.additionalGids } : {}) },
+  };
+  if (o.privileged) {
+    const all = hostCapabilities();
+    proc.capabilities = { bounding: [...all], effective: [...all], permitted: [...all] };
+  }
+  delete proc.consoleSize;
+  return proc;
+}
