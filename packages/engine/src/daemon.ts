@@ -17,7 +17,8 @@ import { EventBus } from './events.js';
 import { ImageService } from './images/service.js';
 import { ensureBuiltinImage } from './images/builtin.js';
 import { imageRoutes } from './routes/images.js';
-import { containerRoutes } from './routes/containers.js';
+import { containerRoutes, containerSizes } from './routes/containers.js';
+import { summary } from './containers/summary.js';
 import { viewRoutes } from './routes/views.js';
 import { systemRoutes } from './routes/system.js';
 import { ApiServer } from './server/http.js';
@@ -112,7 +113,20 @@ export class EngineDaemon {
       engineId,
       runtimePath: 'berth-runc',
       insecureRegistries: c.insecureRegistries,
-      df: async () => ({ LayersSize: 0, Images: [], Containers: [], Volumes: [], BuildCache: [] }),
+      df: async () => {
+        const images = await this.images.list({ all: false, filters: new Map(), digests: false });
+        const all = this.containers.all();
+        const containers = await Promise.all(all.map(async (ct) => ({ ...summary(ct), ...(await containerSizes(engine, ct)) })));
+        const used = new Map<string, number>();
+        for (const ct of all) used.set(ct.Image, (used.get(ct.Image) ?? 0) + 1);
+        return {
+          LayersSize: images.reduce((n, i) => n + i.Size, 0),
+          Images: images.map((i) => ({ ...i, Containers: used.get(i.Id) ?? 0 })),
+          Containers: containers,
+          Volumes: [],
+          BuildCache: [],
+        };
+      },
     });
     containerRoutes(router, engine, this.containers);
     viewRoutes(router, engine, this.containers);

@@ -565,9 +565,10 @@ export class ContainerFs {
     try {
       await applyLayer(pass, this.root, { mode: 'copy' });
     } catch (err) {
-      pass.destroy();
-      await producing;
+      // The producer set its error before it broke the stream: that is the cause.
       if (produceError !== undefined) throw produceError;
+      // Otherwise the producer stops at its next write (it may be waiting on the client).
+      pass.destroy();
       if (err instanceof BerthError) throw new BerthError(err.kind, err.message.replace(/^apply layer: /, `extracting into ${dest}: `), { cause: err });
       throw err;
     }

@@ -26,7 +26,7 @@ import { HttpStatus, conflict } from '../server/errors.js';
 import type { EngineStore } from '../store.js';
 import { connectShim, parseDetachKeys, relay } from './attach.js';
 import type { AttachStreams } from './attach.js';
-import { mergeImageConfig, parseCreateBody } from './config.js';
+import { MIN_MEMORY, mergeImageConfig, parseCreateBody, parseHostConfig } from './config.js';
 import type { HostConfig } from './config.js';
 import { readRootfsFile } from './layered.js';
 import type { RootfsMount } from './layered.js';
@@ -34,6 +34,7 @@ import { VALID_NAME, randomName } from './names.js';
 import { ZERO_TIME, initialState, rfc3339Nano } from './record.js';
 import type { ContainerRecord } from './record.js';
 import { execProcess, prepareStart } from './start.js';
+import { buildResources } from './spec.js';
 
 const SPEC_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
 const PROCESS_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
@@ -675,6 +676,41 @@ export class ContainerService {
     c.State.Status = 'running';
     this.save(c);
     this.event(c, 'unpause');
+  }
+
+  // ---- update ----
+
+  /** `docker update`: resources (applied to a running container's cgroup at once) and the restart policy. */
+  async update(ref: string, body: Record<string, unknown>): Promise<{ Warnings: string[] }> {
+    const c = this.find(ref);
+    const upd = parseHostConfig(body, 'UpdateConfig');
+    const next: HostConfig = { ...c.HostConfig };
+    for (const [k, v] of Object.entries(upd)) {
+      if (v === undefined || v === null || k === 'RestartPolicy') continue;
+      if ((typeof v === 'number' && v === 0) || (typeof v === 'string' && v === '') || (Array.isArray(v) && v.length === 0)) continue;
+      (next as Record<string, unknown>)[k] = v;
+    }
+    if (upd.RestartPolicy !== undefined && (upd.RestartPolicy.Name ?? '') !== '') {
+      if (c.HostConfig.AutoRemove === true && upd.RestartPolicy.Name !== 'no') {
+        throw invalid('Restart policy cannot be updated because AutoRemove is enabled for the container');
+      }
+      next.RestartPolicy = upd.RestartPolicy;
+    }
+    if ((next.Memory ?? 0) > 0 && (next.Memory ?? 0) < MIN_MEMORY) throw invalid('Minimum memory limit allowed is 6MB');
+    if ((next.MemorySwap ?? 0) > 0 && (next.Memory ?? 0) > 0 && (next.MemorySwap ?? 0) < (next.Memory ?? 0)) {
+      throw invalid('Minimum memoryswap limit should be larger than memory limit, see usage');
+    }
+    if (c.State.Running) {
+      const resources = buildResources(next);
+      await this.client.call(SERVICES.tasks, 'Update', {
+        container_id: c.Id,
+        resources: { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from(JSON.stringify(resources)) },
+      });
+    }
+    c.HostConfig = next;
+    this.save(c);
+    this.event(c, 'update');
+    return { Warnings: [] };
   }
 
   // ---- remove, rename ----

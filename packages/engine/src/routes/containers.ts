@@ -3,6 +3,8 @@
  */
 import { Duplex } from 'node:stream';
 import { invalid } from '@berth/base';
+import { SERVICES } from '@berth/supervisor';
+import { SNAPSHOTTER } from '../engine.js';
 import { conflict } from '../server/errors.js';
 import type { Engine } from '../engine.js';
 import { signalNumber } from '../containers/service.js';
@@ -37,12 +39,16 @@ export function containerRoutes(router: Router, engine: Engine, containers: Cont
     return c.Config.Image === norm;
   };
 
-  router.get('/containers/json', (ctx) => {
+  router.get('/containers/json', async (ctx) => {
     const list = filterContainers(containers.all(), {
       all: ctx.bool('all'), limit: ctx.int('limit'), filters: ctx.filters(),
       resolveContainer: (r) => containers.find(r), imageMatches,
     });
-    ctx.send(200, list.map(summary));
+    const out = list.map(summary);
+    if (ctx.bool('size')) {
+      await Promise.all(list.map(async (c, i) => Object.assign(out[i] ?? {}, await containerSizes(engine, c))));
+    }
+    ctx.send(200, out);
   });
 
   router.post('/containers/create', async (ctx) => {
@@ -51,8 +57,11 @@ export function containerRoutes(router: Router, engine: Engine, containers: Cont
     ctx.send(201, r);
   });
 
-  router.get('/containers/{id}/json', (ctx) => {
-    ctx.send(200, inspectJSON(containers.find(ctx.params['id'] ?? '')));
+  router.get('/containers/{id}/json', async (ctx) => {
+    const c = containers.find(ctx.params['id'] ?? '');
+    const out = inspectJSON(c);
+    if (ctx.bool('size')) Object.assign(out, await containerSizes(engine, c));
+    ctx.send(200, out);
   });
 
   router.post('/containers/{id}/start', async (ctx) => {
@@ -95,6 +104,10 @@ export function containerRoutes(router: Router, engine: Engine, containers: Cont
   router.post('/containers/{id}/unpause', async (ctx) => {
     await containers.unpause(ctx.params['id'] ?? '');
     ctx.send(204);
+  });
+
+  router.post('/containers/{id}/update', async (ctx) => {
+    ctx.send(200, await containers.update(ctx.params['id'] ?? '', await ctx.object()));
   });
 
   router.post('/containers/{id}/rename', (ctx) => {
@@ -168,8 +181,9 @@ export function containerRoutes(router: Router, engine: Engine, containers: Cont
       // clients inspect the exec right after EOF (docker-py's exec_run does).
       await containers.startExec(id, { stream: endingAfter(h.stream, ex.berth.exited), head: h.head }, tty);
     } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      if (h.stream.writable) h.stream.end(ex.ProcessConfig.tty ? `${msg}\r\n` : frame(2, `${msg}\n`));
+      // dockerd writes the error on the exec's stdout, then closes.
+      const msg = `${e instanceof Error ? e.message : String(e)}\r\n`;
+      if (h.stream.writable) h.stream.end(ex.ProcessConfig.tty ? msg : frame(1, msg));
     }
   });
 
@@ -203,8 +217,9 @@ function endingAfter(conn: Duplex, until: Promise<unknown>): Duplex {
         cb();
       });
     },
+    // Not passed on: a failed start leaves the connection to the caller,
+    // which writes the error; a client gone closes it anyway.
     destroy(err, cb) {
-      conn.destroy(err ?? undefined);
       cb(err);
     },
   });
@@ -216,6 +231,32 @@ function endingAfter(conn: Duplex, until: Promise<unknown>): Duplex {
   conn.on('error', () => view.destroy());
   view.on('error', () => undefined);
   return view;
+}
+
+/** SizeRw (the container's own layer) and SizeRootFs (with its image's layers), from the snapshotter. */
+export async function containerSizes(engine: Engine, c: ContainerRecord): Promise<{ SizeRw: number; SizeRootFs: number }> {
+  const usage = async (key: string): Promise<number> => {
+    try {
+      const u = await engine.client.call<{ size: number }>(SERVICES.snapshots, 'Usage', { snapshotter: SNAPSHOTTER, key });
+      return u.size;
+    } catch {
+      return 0;
+    }
+  };
+  const rw = await usage(c.Id);
+  let below = 0;
+  try {
+    const info = await engine.client.call<{ info: { parent: string } }>(SERVICES.snapshots, 'Stat', { snapshotter: SNAPSHOTTER, key: c.Id });
+    let parent = info.info.parent;
+    for (let i = 0; parent !== '' && i < 256; i++) {
+      below += await usage(parent);
+      const p = await engine.client.call<{ info: { parent: string } }>(SERVICES.snapshots, 'Stat', { snapshotter: SNAPSHOTTER, key: parent });
+      parent = p.info.parent;
+    }
+  } catch {
+    /* sizes are best effort */
+  }
+  return { SizeRw: rw, SizeRootFs: rw + below };
 }
 
 function frame(stream: 1 | 2, text: string): Buffer {
