@@ -20,6 +20,7 @@ import { imageRoutes } from './routes/images.js';
 import { containerRoutes, containerSizes } from './routes/containers.js';
 import { summary } from './containers/summary.js';
 import { viewRoutes } from './routes/views.js';
+import { archiveRoutes } from './routes/archive.js';
 import { systemRoutes } from './routes/system.js';
 import { ApiServer } from './server/http.js';
 import { Router } from './server/router.js';
@@ -130,6 +131,7 @@ export class EngineDaemon {
     });
     containerRoutes(router, engine, this.containers);
     viewRoutes(router, engine, this.containers);
+    archiveRoutes(router, engine, this.containers);
     imageRoutes(router, engine, this.images);
     this.server = new ApiServer(router, this.log);
     const tls = c.tls ? { ca: c.tlsCaCert, cert: c.tlsCert, key: c.tlsKey, verify: c.tlsVerify } : undefined;

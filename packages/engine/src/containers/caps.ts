@@ -39,7 +39,20 @@ export function hostCapabilities(): string[] {
       hostLast = ALL_CAPABILITIES.length - 1;
     }
   }
-  return ALL_CAPABILITIES.slice(0, hostLast + 1);
+  const known = ALL_CAPABILITIES.slice(0, hostLast + 1);
+  // What this process may grant: a cap outside the engine's own bounding set cannot be given
+  // (capset fails), as when the engine itself runs in a restricted container.
+  const bounding = ownBoundingSet();
+  return bounding === undefined ? known : known.filter((_c, i) => (bounding >> BigInt(i)) & 1n);
+}
+
+function ownBoundingSet(): bigint | undefined {
+  try {
+    const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m?.[1] === undefined ? undefined : BigInt(`0x${m[1]}`);
+  } catch {
+    return undefined;
+  }
 }
 
 /**

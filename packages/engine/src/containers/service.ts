@@ -175,7 +175,12 @@ export class ContainerService {
     const id = randomBytes(32).toString('hex');
     const cname = wanted ?? randomName((n) => this.names.has(n));
     this.checkNameFree(cname);
-    const host: HostConfig = req.hostConfig;
+    // Defaults stored as dockerd stores them (clients read them back from inspect).
+    const host: HostConfig = {
+      ...req.hostConfig,
+      LogConfig: { Type: req.hostConfig.LogConfig?.Type || 'json-file', Config: req.hostConfig.LogConfig?.Config ?? {} },
+      RestartPolicy: { Name: req.hostConfig.RestartPolicy?.Name || 'no', MaximumRetryCount: req.hostConfig.RestartPolicy?.MaximumRetryCount ?? 0 },
+    };
     validateHostConfigForEngine(host);
     const dir = this.containerDir(id);
     const entry = [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
@@ -604,6 +609,11 @@ export class ContainerService {
     if (sig === 9 || sig === 15) c.berth.manuallyStopped = true;
     await this.client.call(SERVICES.tasks, 'Kill', { container_id: c.Id, exec_id: '', signal: sig, all: sig === 9 });
     this.event(c, 'kill', { signal: String(sig) });
+    if (sig === 9) {
+      // As dockerd: a SIGKILL answers once the container is gone (up to 10 s), so that a remove can follow.
+      const run = this.runs.get(c.Id);
+      if (run !== undefined) await Promise.race([run.exited, new Promise<void>((r) => setTimeout(r, 10_000).unref())]);
+    }
   }
 
   async stop(ref: string, signal: string | undefined, timeout: number | undefined): Promise<void> {
@@ -876,7 +886,6 @@ export class ContainerService {
     } catch (e) {
       ex.Running = false;
       ex.ExitCode = 126;
-      client?.stream.destroy();
       await this.client.call(SERVICES.tasks, 'DeleteProcess', { container_id: c.Id, exec_id: id }).catch(() => undefined);
       ex.berth.resolve();
       throw startError(e);

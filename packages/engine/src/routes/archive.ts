@@ -104,20 +104,25 @@ export function archiveRoutes(router: Router, engine: Engine, containers: Contai
     return { kind: 'snapshot', mounts };
   };
 
-  /** Runs fn on a view of the container; the view is closed when fn's promise settles. */
-  const withFs = (ctx: Ctx, fn: (fs: ContainerFs, c: ContainerRecord, path: string) => Promise<void>): Promise<void> => {
+  /**
+   * Runs fn on a view of the container; the view is closed when fn's promise
+   * settles, and then the answer fn returned (if any) is sent.
+   */
+  type Work = (fs: ContainerFs, c: ContainerRecord, path: string) => Promise<(() => void) | undefined>;
+  const withFs = async (ctx: Ctx, fn: Work): Promise<void> => {
     const ref = ctx.params['id'] ?? '';
     const c = containers.find(ref);
     const path = ctx.str('path') ?? '';
     if (path === '') throw invalid("bad parameter: 'path' cannot be empty");
-    return serial(c.Id, async () => {
+    const answer = await serial(c.Id, async () => {
       const view = await ContainerFs.open(join(engine.paths.dataRoot, 'tmp'), ref, await rootfsOf(c), viewMounts(c));
       try {
-        await fn(view, c, path);
+        return await fn(view, c, path);
       } finally {
         await view.close().catch((e: unknown) => engine.log.warn('closing a container view failed', { id: c.Id, error: e instanceof Error ? e.message : String(e) }));
       }
     });
+    answer?.();
   };
 
   const event = (c: ContainerRecord, action: string, path: string): void => {
@@ -126,7 +131,7 @@ export function archiveRoutes(router: Router, engine: Engine, containers: Contai
 
   router.head('/containers/{id}/archive', (ctx) => withFs(ctx, async (fs, _c, path) => {
     const stat = fs.stat(path);
-    ctx.send(200, undefined, { [STAT_HEADER]: statHeader(stat), 'Content-Type': 'application/json' });
+    return () => ctx.send(200, undefined, { [STAT_HEADER]: statHeader(stat), 'Content-Type': 'application/json' });
   }));
 
   router.get('/containers/{id}/archive', (ctx) => withFs(ctx, async (fs, c, path) => {
@@ -155,6 +160,7 @@ export function archiveRoutes(router: Router, engine: Engine, containers: Contai
       });
       tar.pipe(res, { end: false });
     });
+    return undefined;
   }));
 
   router.put('/containers/{id}/archive', (ctx) => withFs(ctx, async (fs, c, path) => {
@@ -164,6 +170,6 @@ export function archiveRoutes(router: Router, engine: Engine, containers: Contai
       check: (dest) => checkWritable(c, dest),
     });
     event(c, 'extract-to-dir', path);
-    ctx.send(200);
+    return () => ctx.send(200);
   }));
 }
