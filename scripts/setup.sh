@@ -39,3 +39,6 @@ node packages/supervisor/scripts/copy-protos.js
 # berth-runc starts on every container operation: one bundled file loads about twice as fast.
 npx esbuild packages/runtime/dist/cli/main.js --bundle --platform=node --format=esm --target=node20 \
   --outfile=packages/runtime/dist/cli/berth-runc.bundle.js --log-level=warning
+# berth, the client, starts on every command: bundled too (cp loads @berth/images on demand).
+npx esbuild packages/cli/dist/main.js --bundle --platform=node --format=esm --target=node20 --external:@berth/images \
+  --outfile=packages/cli/dist/berth.bundle.js --log-level=warning

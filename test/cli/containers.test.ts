@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, readlinkSync, writeFileSync, symlinkSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { IMAGE, asDocker, forEachEngine, normaliseTable, sameResult, skipOnBerthd } from './_engine.js';
+import { IMAGE, asDocker, forEachEngine, normaliseTable, sameResult } from './_engine.js';
 
 forEachEngine('berth container commands', (engine) => {
   test('ps, ps -a, -q, --no-trunc, --format, filters match docker', async () => {
@@ -147,7 +147,6 @@ forEachEngine('berth container commands', (engine) => {
 
   test('update changes the limits and the restart policy', async (t) => {
     const e = engine();
-    if (skipOnBerthd(t, e, 'berthd has no POST /containers/{id}/update')) return;
     await e.berth(['run', '-d', '--name', 'upd', IMAGE, 'sleep', '300']);
     const up = await e.berth(['update', '--memory', '64m', '--memory-swap', '128m', '--cpus', '0.5', '--restart', 'on-failure:3', 'upd']);
     assert.deepEqual([up.code, up.stdout, up.stderr], [0, 'upd\n', '']);
@@ -190,7 +189,6 @@ forEachEngine('berth container commands', (engine) => {
 
   test('cp both ways: files, directories, renames, contents, tar streams, errors', async (t) => {
     const e = engine();
-    if (skipOnBerthd(t, e, 'berthd has no /containers/{id}/archive (HEAD, GET, PUT)')) return;
     await e.berth(['run', '-d', '--name', 'cpc', IMAGE, 'sleep', '300']);
     const local = join(e.dir, 'cp');
     mkdirSync(join(local, 'tree', 'sub'), { recursive: true });

@@ -13,7 +13,10 @@ const BIG = 256 * 1024 * 1024;
 
 /** Image rows in a stable order: docker lists the tags of one image in map order. */
 const sortedRows = (s: string): string => {
-  const [head = '', ...rows] = normaliseTable(s).split('\n');
+  const all = normaliseTable(s).split('\n');
+  // a table keeps its header first; lines of `{{json .}}` all sort
+  if (all[0]?.startsWith('{') === true) return all.filter((r) => r !== '').sort().join('\n');
+  const [head = '', ...rows] = all;
   return [head, ...rows.filter((r) => r !== '').sort()].join('\n');
 };
 

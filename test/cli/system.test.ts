@@ -24,7 +24,7 @@ forEachEngine('berth system commands', (engine) => {
     const bi = await e.berth(['info']);
     const di = await e.docker(['info']);
     assert.equal(bi.code, 0);
-    const serverLines = (s: string): string[] => s.slice(s.indexOf('\nServer:')).split('\n').filter((l) => !/Runtimes:/.test(l));
+    const serverLines = (s: string): string[] => s.slice(s.indexOf('\nServer:')).split('\n').filter((l) => !/Runtimes:|System Time:/.test(l));
     assert.deepEqual(serverLines(bi.stdout), serverLines(di.stdout));
     assert.equal((await e.berth(['info', '-f', '{{.Containers}}'])).stdout, (await e.docker(['info', '-f', '{{.Containers}}'])).stdout);
     for (const args of [['system', 'df'], ['system', 'df', '-v']]) {

@@ -1,7 +1,26 @@
 import { appendFileSync } from 'node:fs';
+import { invalid } from './errors.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const order: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/**
+ * A level as docker and containerd (logrus) name them, onto ours: trace is debug,
+ * fatal and panic are error. `where` names the flag or setting in the error.
+ */
+export function parseLogLevel(s: string, where = 'log level'): LogLevel {
+  switch (s.toLowerCase()) {
+    case 'trace':
+    case 'debug': return 'debug';
+    case 'info': return 'info';
+    case 'warn':
+    case 'warning': return 'warn';
+    case 'error':
+    case 'fatal':
+    case 'panic': return 'error';
+    default: throw invalid(`${where}: unknown level ${JSON.stringify(s)} (trace, debug, info, warn, error, fatal, panic)`);
+  }
+}
 
 export interface LoggerOptions {
   level?: LogLevel;

@@ -2,7 +2,7 @@
  * berthd's command line: dockerd's daemon flags where they apply, so that
  * isolated instances run side by side with each other and with a real dockerd.
  */
-import { invalid } from '@berth/base';
+import { invalid, parseLogLevel } from '@berth/base';
 import type { LogLevel } from '@berth/base';
 
 export const DEFAULT_SOCKET = '/run/berth/berth.sock';
@@ -55,20 +55,6 @@ Options:
   -h, --help                      Print usage
 `;
 
-function level(s: string): LogLevel {
-  switch (s.toLowerCase()) {
-    case 'trace':
-    case 'debug': return 'debug';
-    case 'info': return 'info';
-    case 'warn':
-    case 'warning': return 'warn';
-    case 'error':
-    case 'fatal':
-    case 'panic': return 'error';
-    default: throw invalid(`log level: unknown level ${JSON.stringify(s)}`);
-  }
-}
-
 export function parseArgs(argv: readonly string[]): Command {
   const c: EngineConfig = {
     hosts: [], dataRoot: DEFAULT_DATA_ROOT, execRoot: DEFAULT_EXEC_ROOT, containerd: '', namespace: 'berth',
@@ -97,7 +83,7 @@ export function parseArgs(argv: readonly string[]): Command {
       case '--exec-root': c.execRoot = value(); break;
       case '--containerd': c.containerd = value(); break;
       case '--containerd-namespace': c.namespace = value(); break;
-      case '-l': case '--log-level': c.logLevel = level(value()); break;
+      case '-l': case '--log-level': c.logLevel = parseLogLevel(value()); break;
       case '-D': case '--debug': if (boolValue()) c.logLevel = 'debug'; break;
       case '-p': case '--pidfile': c.pidfile = value(); break;
       case '--tls': c.tls = boolValue(); break;

@@ -4,7 +4,7 @@
  * something here (root, state, [grpc] address, [debug] level).
  */
 import { readFileSync } from 'node:fs';
-import { invalid } from '@berth/base';
+import { invalid, parseLogLevel as parseLevel } from '@berth/base';
 import type { LogLevel } from '@berth/base';
 
 export const DEFAULT_ADDRESS = '/run/berth/containerd/containerd.sock';
@@ -42,17 +42,7 @@ Options:
 
 /** containerd's (logrus) levels onto ours. */
 export function parseLogLevel(s: string): LogLevel {
-  switch (s.toLowerCase()) {
-    case 'trace':
-    case 'debug': return 'debug';
-    case 'info': return 'info';
-    case 'warn':
-    case 'warning': return 'warn';
-    case 'error':
-    case 'fatal':
-    case 'panic': return 'error';
-    default: throw invalid(`--log-level: unknown level ${JSON.stringify(s)} (trace, debug, info, warn, error, fatal, panic)`);
-  }
+  return parseLevel(s, '--log-level');
 }
 
 /** A TOML basic or literal string, or a bare integer/boolean (returned as text). */

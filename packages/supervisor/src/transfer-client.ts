@@ -203,19 +203,33 @@ function descriptorOf(v: unknown): TransferDescriptor | undefined {
   return { mediaType: typeof d['media_type'] === 'string' ? d['media_type'] : '', digest: d['digest'], size: typeof d['size'] === 'number' ? d['size'] : 0 };
 }
 
-/** Reads Progress messages until the daemon closes the stream. */
-async function consumeProgress(client: ContainerdClient, s: ClientStream, on: (p: TransferProgress) => void): Promise<void> {
+/**
+ * The values of the `${T}<type>` messages the daemon sends on `s` (others skipped),
+ * until it closes the stream; a failing stream ends it too unless `endOnError` is false.
+ */
+async function* received(
+  client: ContainerdClient,
+  s: ClientStream,
+  type: string,
+  endOnError = true,
+): AsyncGenerator<Record<string, unknown>> {
   for (;;) {
     let msg: AnyMessage | undefined;
     try {
       msg = await s.next();
-    } catch {
-      return;
+    } catch (err) {
+      if (endOnError) return;
+      throw err;
     }
     if (msg === undefined) return;
     const m = client.types.unpack(msg);
-    if (m === undefined || m.typeName !== `${T}Progress`) continue;
-    const v = m.value;
+    if (m !== undefined && m.typeName === `${T}${type}`) yield m.value;
+  }
+}
+
+/** Reads Progress messages until the daemon closes the stream. */
+async function consumeProgress(client: ContainerdClient, s: ClientStream, on: (p: TransferProgress) => void): Promise<void> {
+  for await (const v of received(client, s, 'Progress')) {
     const desc = descriptorOf(v['desc']);
     on({
       event: typeof v['event'] === 'string' ? v['event'] : '',
@@ -230,16 +244,7 @@ async function consumeProgress(client: ContainerdClient, s: ClientStream, on: (p
 
 /** Answers the daemon's credential requests until it closes the stream. */
 async function serveAuth(client: ContainerdClient, s: ClientStream, creds: RegistryAuth): Promise<void> {
-  for (;;) {
-    let msg: AnyMessage | undefined;
-    try {
-      msg = await s.next();
-    } catch {
-      return;
-    }
-    if (msg === undefined) return;
-    const m = client.types.unpack(msg);
-    if (m === undefined || m.typeName !== `${T}AuthRequest`) continue;
+  for await (const _request of received(client, s, 'AuthRequest')) {
     const answer = 'identityToken' in creds
       ? { authType: 'REFRESH', secret: creds.identityToken }
       : { authType: 'CREDENTIALS', username: creds.username, secret: creds.password };
@@ -371,12 +376,8 @@ async function sendData(client: ContainerdClient, s: ClientStream, input: Readab
   let closed = false;
   let wake: (() => void) | undefined;
   void (async () => {
-    for (;;) {
-      const msg = await s.next().catch(() => undefined);
-      if (msg === undefined) break;
-      const m = client.types.unpack(msg);
-      if (m === undefined || m.typeName !== `${T}WindowUpdate`) continue;
-      const update = m.value['update'];
+    for await (const v of received(client, s, 'WindowUpdate')) {
+      const update = v['update'];
       if (typeof update === 'number' && update > 0) window += update;
       wake?.();
     }
@@ -495,12 +496,8 @@ export function exportArchive(client: ContainerdClient, names: readonly string[]
     const transferring = session.transfer(src, dst, progress, ac.signal);
     transferring.catch(() => undefined);
     grant();
-    for (;;) {
-      const msg = await data.next();
-      if (msg === undefined) break;
-      const m = client.types.unpack(msg);
-      if (m === undefined || m.typeName !== `${T}Data`) continue;
-      const bytes = m.value['data'];
+    for await (const v of received(client, data, 'Data', false)) {
+      const bytes = v['data'];
       if (!Buffer.isBuffer(bytes)) continue;
       window -= bytes.length;
       if (!out.push(bytes)) paused = true;

@@ -313,14 +313,14 @@ export const df: Command = {
       for (const t of list) {
         const c = t.lastIndexOf(':');
         imgLines.push(
-          `${t.slice(0, c)}\t${t.slice(c + 1)}\t${shortId(i.Id)}\t${ago(i.Created, now)}\t${humanSize(i.Size, 3)}\t${humanSize(i.SharedSize)}\t${humanSize(i.Size - i.SharedSize)}\t${i.Containers}`,
+          `${t.slice(0, c)}\t${t.slice(c + 1)}\t${shortId(i.Id)}\t${ago(i.Created, now)}\t${humanSize(i.Size, 3)}\t${i.SharedSize === -1 ? 'N/A' : humanSize(i.SharedSize)}\t${i.Size === -1 || i.SharedSize === -1 ? 'N/A' : humanSize(i.Size - i.SharedSize)}\t${i.Containers}`,
         );
       }
     }
     const ctrLines = ['CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES'];
     for (const c of ctrs) {
       ctrLines.push(
-        `${shortId(c.Id)}\t${c.Image}\t${JSON.stringify(ellipsis(c.Command, 20))}\t${(c.Mounts ?? []).length}\t${humanSize(c.SizeRw ?? 0)}\t${ago(c.Created, now)}\t${c.Status}\t${(c.Names ?? []).map((n) => n.replace(/^\//, '')).join(',')}`,
+        `${shortId(c.Id)}\t${c.Image}\t${JSON.stringify(ellipsis(c.Command, 20))}\t${(c.Mounts ?? []).length}\t${humanSize(c.SizeRw ?? 0, 3)}\t${ago(c.Created, now)}\t${c.Status}\t${(c.Names ?? []).map((n) => n.replace(/^\//, '')).join(',')}`,
       );
     }
     const volLines = ['VOLUME NAME\tLINKS\tSIZE'];

@@ -13,106 +13,27 @@
  * are rebased under the destination and checked not to climb out of it.
  */
 import { execFile } from 'node:child_process';
-import { closeSync, constants as fsc, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, read, readlinkSync, rmdirSync, statSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
-import { readdir, readlink } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { posix } from 'node:path';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { BerthError, ErrorKind, errnoCode, internal, invalid, notFound, unavailable } from '@berth/base';
-import { TarWriter, applyLayer, decompress, mountAll, mountsUnder, readTar, sysAddonPath } from '@berth/images';
+import { BerthError, errnoCode, internal, invalid, notFound, unavailable } from '@berth/base';
+import { TarWriter, TreeTar, applyLayer, at, closeFd, decompress, mountAll, mountsUnder, openDirectory, openat2, readTar, sys } from '@berth/images';
 import type { Mount, TarEntryType, TarWriteEntry } from '@berth/images';
 
 const run = promisify(execFile);
-const readAt = promisify(read);
 const CHUNK = 256 * 1024;
-const CAPABILITY_XATTR = 'security.capability';
 const MAX_LINKS = 255;
 
-// ---- the system calls Node lacks (native/sys) ----
-
-interface Sys {
-  openat2(dirfd: number, path: string | Buffer, flags: number, mode: number, resolve: number): number;
-  lgetxattr(path: string | Buffer, name: string): Buffer | null;
-  constants: {
-    AT_FDCWD: number;
-    O_RDONLY: number;
-    O_PATH: number;
-    O_DIRECTORY: number;
-    O_NOFOLLOW: number;
-    O_CLOEXEC: number;
-    RESOLVE_NO_MAGICLINKS: number;
-    RESOLVE_NO_SYMLINKS: number;
-    RESOLVE_BENEATH: number;
-    RESOLVE_IN_ROOT: number;
-  };
-}
-
-let loaded: Sys | undefined;
-
-function sys(): Sys {
-  if (loaded !== undefined) return loaded;
-  const path = sysAddonPath();
-  try {
-    loaded = createRequire(import.meta.url)(path) as Sys;
-  } catch (err) {
-    throw new BerthError(ErrorKind.FailedPrecondition, `cannot load the native addon ${path} (build it with make -C native): ${String(err)}`, { cause: err });
-  }
-  return loaded;
-}
-
-function openat2(dirfd: number, path: string | Buffer, flags: number, resolve: number): number {
-  const s = sys();
-  for (let i = 0; ; i++) {
-    try {
-      return s.openat2(dirfd, path, flags | s.constants.O_CLOEXEC, 0, resolve);
-    } catch (err) {
-      if (errnoCode(err) === 'EAGAIN' && i < 16) continue;
-      throw err;
-    }
-  }
-}
+// ---- the system calls Node lacks (native/sys, through @berth/images) ----
 
 /** `rel` inside the root held as rootFd, resolved as if the root were "/" (symlinks included). */
 function openInRoot(rootFd: number, rel: string, flags: number): number {
   const c = sys().constants;
   return openat2(rootFd, Buffer.from(rel === '' ? '.' : rel, 'latin1'), flags, c.RESOLVE_IN_ROOT | c.RESOLVE_NO_MAGICLINKS);
-}
-
-/** The entry `name` of the directory dirFd, never through a symlink. */
-function openBeneath(dirFd: number, name: string, flags: number): number {
-  const c = sys().constants;
-  return openat2(dirFd, Buffer.from(name, 'latin1'), flags | c.O_NOFOLLOW, c.RESOLVE_BENEATH | c.RESOLVE_NO_SYMLINKS | c.RESOLVE_NO_MAGICLINKS);
-}
-
-/** A path naming `name` inside the directory open as dirFd (the kernel follows the fd, not a path). */
-function at(dirFd: number, name: string): Buffer {
-  return Buffer.from(`/proc/self/fd/${dirFd}/${name}`, 'latin1');
-}
-
-function closeFd(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // best effort
-  }
-}
-
-function capability(path: Buffer): Buffer | undefined {
-  try {
-    return sys().lgetxattr(path, CAPABILITY_XATTR) ?? undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function devNumbers(rdev: bigint): { major: number; minor: number } {
-  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
-  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
-  return { major: Number(major), minor: Number(minor) };
 }
 
 // ---- Docker's path and stat conventions ----
@@ -269,8 +190,7 @@ export class ContainerFs {
       mounted = true;
       // Nothing mounted below the view reaches any other mount namespace.
       await mountCmd(['--make-rprivate', dir], `make ${dir} private`);
-      const c = sys().constants;
-      fd = openat2(c.AT_FDCWD, dir, c.O_PATH | c.O_DIRECTORY, 0);
+      fd = openDirectory(dir);
       const view = new ContainerFs(dir, fd, label);
       const sorted = [...mounts].sort((a, b) => parts(a.destination).length - parts(b.destination).length);
       for (const m of sorted) await view.bind(m);
@@ -475,11 +395,11 @@ export class ContainerFs {
     const out = new PassThrough({ highWaterMark: CHUNK });
     const work = async (): Promise<void> => {
       const w = new TarWriter(out);
-      const t = new Tarball(w);
+      const t = new TreeTar(w);
       if (isDir) {
         const base = goBase(abs);
         const name = base === '/' ? '' : base;
-        await t.directory(fd, `${name}/`);
+        await t.directory(fd, `${name}/`, name !== '');
       } else {
         await t.entry(fd, p[p.length - 1] ?? '', goBase(abs));
       }
@@ -626,135 +546,4 @@ async function detach(dir: string): Promise<void> {
   }
   const left = await mountsUnder(dir);
   if (left.length > 0) throw unavailable(`unmounting the container view ${dir}: still mounted: ${left.join(', ')}`);
-}
-
-// ---- the tar of a path ----
-
-function typeOf(st: BigIntStats): TarEntryType | undefined {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isCharacterDevice()) return 'char';
-  if (st.isBlockDevice()) return 'block';
-  if (st.isFIFO()) return 'fifo';
-  return undefined; // sockets have no place in a tar
-}
-
-/** Exactly `size` bytes of the open file: cut if it grew, zero-padded if it shrank. */
-async function* body(fd: number, size: number): AsyncGenerator<Buffer> {
-  let left = size;
-  let pos = 0;
-  while (left > 0) {
-    const buf = Buffer.allocUnsafe(Math.min(CHUNK, left));
-    const { bytesRead } = await readAt(fd, buf, 0, buf.length, pos);
-    if (bytesRead === 0) {
-      const n = Math.min(CHUNK, left);
-      left -= n;
-      yield Buffer.alloc(n);
-      continue;
-    }
-    pos += bytesRead;
-    left -= bytesRead;
-    yield buf.subarray(0, bytesRead);
-  }
-}
-
-class Tarball {
-  private readonly links = new Map<string, Buffer>();
-
-  constructor(private readonly w: TarWriter) {}
-
-  private header(name: Buffer, st: BigIntStats, type: TarEntryType, path: Buffer): TarWriteEntry {
-    const h: TarWriteEntry = {
-      type, path: name, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid),
-      mtime: Number(st.mtimeNs / 1_000_000_000n),
-    };
-    if (type === 'char' || type === 'block') {
-      const { major, minor } = devNumbers(st.rdev);
-      h.devmajor = major;
-      h.devminor = minor;
-    }
-    if (type === 'file' || type === 'dir') {
-      const cap = capability(path);
-      if (cap !== undefined) h.xattrs = new Map([[CAPABILITY_XATTR, cap]]);
-    }
-    return h;
-  }
-
-  /** The directory open as dirFd (its own entry named `prefix`, "" for none), then what it holds. */
-  async directory(dirFd: number, prefix: string): Promise<void> {
-    if (prefix !== '/') {
-      const st = fstatSync(dirFd, { bigint: true });
-      await this.w.add(this.header(Buffer.from(prefix, 'latin1'), st, 'dir', at(dirFd, '.')));
-    }
-    const names = (await readdir(at(dirFd, '.'), { encoding: 'buffer' }))
-      .map((n) => n.toString('latin1'))
-      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    for (const name of names) await this.entry(dirFd, name, `${prefix}${name}`);
-  }
-
-  /** The entry `name` of dirFd, as `tarName` (directories recursed into). */
-  async entry(dirFd: number, name: string, tarName: string): Promise<void> {
-    const c = sys().constants;
-    const p = at(dirFd, name);
-    const st = lstatSync(p, { bigint: true, throwIfNoEntry: false });
-    if (st === undefined) return; // removed meanwhile
-    const type = typeOf(st);
-    if (type === undefined) return;
-    const path = Buffer.from(tarName, 'latin1');
-    if (type === 'dir') {
-      let fd: number;
-      try {
-        fd = openBeneath(dirFd, name, c.O_PATH | c.O_DIRECTORY);
-      } catch (err) {
-        if (errnoCode(err) === 'ENOENT') return;
-        throw err;
-      }
-      try {
-        await this.directory(fd, `${tarName}/`);
-      } finally {
-        closeFd(fd);
-      }
-      return;
-    }
-    if (st.nlink > 1n) {
-      const key = `${st.dev}:${st.ino}`;
-      const first = this.links.get(key);
-      if (first !== undefined) {
-        await this.w.add({ ...this.header(path, st, 'hardlink', p), linkpath: first });
-        return;
-      }
-      this.links.set(key, path);
-    }
-    if (type === 'symlink') {
-      let target: Buffer;
-      try {
-        target = await readlink(p, { encoding: 'buffer' });
-      } catch (err) {
-        if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'EINVAL') return;
-        throw err;
-      }
-      await this.w.add({ ...this.header(path, st, type, p), linkpath: target });
-      return;
-    }
-    if (type !== 'file') {
-      await this.w.add(this.header(path, st, type, p));
-      return;
-    }
-    let fd: number;
-    try {
-      fd = openBeneath(dirFd, name, c.O_RDONLY);
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return;
-      throw err;
-    }
-    try {
-      const fst = fstatSync(fd, { bigint: true });
-      if (!fst.isFile()) return;
-      const size = Number(fst.size);
-      await this.w.add({ ...this.header(path, fst, 'file', p), size }, body(fd, size));
-    } finally {
-      closeFd(fd);
-    }
-  }
 }

@@ -73,7 +73,7 @@ export interface ExecRecord {
   CanRemove: boolean;
   DetachKeys: string;
   ProcessConfig: { tty: boolean; entrypoint: string; arguments: string[]; privileged: boolean; user: string };
-  berth: { env: string[]; workingDir: string; stdinOnce: boolean; started: boolean; exited: Promise<void>; resolve: () => void };
+  berth: { env: string[]; workingDir: string; stdinOnce: boolean; started: boolean; exited: Promise<void>; resolve: () => void; consoleSize?: { height: number; width: number }; resizePending?: boolean };
 }
 
 export class ContainerService {
@@ -778,7 +778,9 @@ export class ContainerService {
   async attach(ref: string, client: Duplex, head: Buffer, streams: Omit<AttachStreams, 'execId'>, detachKeys: string | undefined): Promise<void> {
     const c = this.find(ref);
     const keys = parseDetachKeys(detachKeys);
-    const s: AttachStreams = { ...streams, execId: '', stdin: streams.stdin && c.Config.OpenStdin === true, stdinOnce: c.Config.StdinOnce === true };
+    // As dockerd: StdinOnce closes stdin when the client's input ends, but never a terminal's
+    // (detaching from `run -it` leaves the shell running).
+    const s: AttachStreams = { ...streams, execId: '', stdin: streams.stdin && c.Config.OpenStdin === true, stdinOnce: c.Config.StdinOnce === true && c.Config.Tty !== true };
     if (c.State.Running) {
       const sh = await connectShim(this.attachSocket(c.Id), s);
       const how = await relay(client, head, sh.socket, sh.rest, s.stdin, keys);
@@ -829,6 +831,12 @@ export class ContainerService {
     };
     const env = body['Env'];
     if (env !== undefined && env !== null && (!Array.isArray(env) || !env.every((x) => typeof x === 'string'))) throw invalid('Env: must be a list of strings');
+    const cs = body['ConsoleSize'];
+    let consoleSize: { height: number; width: number } | undefined;
+    if (cs !== undefined && cs !== null) {
+      if (!Array.isArray(cs) || cs.length !== 2 || !cs.every((n) => Number.isInteger(n) && n >= 0)) throw invalid('ConsoleSize: must be [height, width]');
+      if (cs[0] > 0 && cs[1] > 0) consoleSize = { height: cs[0] as number, width: cs[1] as number };
+    }
     const id = randomBytes(32).toString('hex');
     let resolve!: () => void;
     const exited = new Promise<void>((r) => { resolve = r; });
@@ -838,7 +846,7 @@ export class ContainerService {
       OpenStdin: bool('AttachStdin'), OpenStdout: bool('AttachStdout'), OpenStderr: bool('AttachStderr'), CanRemove: false,
       DetachKeys: str('DetachKeys'),
       ProcessConfig: { tty: bool('Tty'), entrypoint: args[0] ?? '', arguments: args.slice(1), privileged: bool('Privileged'), user: str('User') },
-      berth: { env: (env as string[] | undefined) ?? [], workingDir: str('WorkingDir'), stdinOnce: true, started: false, exited, resolve },
+      berth: { env: (env as string[] | undefined) ?? [], workingDir: str('WorkingDir'), stdinOnce: true, started: false, exited, resolve, ...(consoleSize !== undefined ? { consoleSize } : {}) },
     });
     c.ExecIDs = [...(c.ExecIDs ?? []), id];
     this.event(c, `exec_create: ${args.join(' ')}`, { execID: id });
@@ -867,6 +875,7 @@ export class ContainerService {
       privileged: ex.ProcessConfig.privileged, args: [ex.ProcessConfig.entrypoint, ...ex.ProcessConfig.arguments],
       readFile: (p: string) => readRootfsFile(mounts, p),
     });
+    if (ex.ProcessConfig.tty && ex.berth.consoleSize !== undefined) proc.consoleSize = ex.berth.consoleSize;
     const withStdin = client !== undefined && ex.OpenStdin;
     await this.client.call(SERVICES.tasks, 'Exec', {
       container_id: c.Id, exec_id: id, stdin: withStdin ? 'attach:' : '', stdout: '', stderr: '',
@@ -883,6 +892,10 @@ export class ContainerService {
       const started = await this.client.call<{ pid: number }>(SERVICES.tasks, 'Start', { container_id: c.Id, exec_id: id });
       ex.Pid = started.pid;
       ex.Running = true;
+      const size = ex.berth.consoleSize;
+      if (ex.berth.resizePending === true && ex.ProcessConfig.tty && size !== undefined) {
+        await this.client.call(SERVICES.tasks, 'ResizePty', { container_id: c.Id, exec_id: id, width: size.width, height: size.height }).catch(() => undefined);
+      }
     } catch (e) {
       ex.Running = false;
       ex.ExitCode = 126;

@@ -148,6 +148,13 @@ export class PushReporter {
         this.layers.set(id, 'preparing');
       }
     };
+    /** The layer's last line, once. */
+    const finish = (status: string): void => {
+      prepare();
+      if (state === 'done') return;
+      this.emit({ status, progressDetail: {}, id });
+      this.layers.set(id, 'done');
+    };
     switch (p.event) {
       case 'waiting':
         prepare();
@@ -166,18 +173,10 @@ export class PushReporter {
         break;
       }
       case 'complete':
-        prepare();
-        if (state !== 'done') {
-          this.emit({ status: 'Pushed', progressDetail: {}, id });
-          this.layers.set(id, 'done');
-        }
+        finish('Pushed');
         break;
       case 'already exists':
-        prepare();
-        if (state !== 'done') {
-          this.emit({ status: 'Layer already exists', progressDetail: {}, id });
-          this.layers.set(id, 'done');
-        }
+        finish('Layer already exists');
         break;
       default:
         break;

@@ -16,19 +16,37 @@ import { streamLogs } from '../views/logs.js';
 
 /** The inspect JSON of a container (a copy; engine-private fields dropped). */
 export function inspectJSON(c: ContainerRecord): Record<string, unknown> {
-  const { berth: _own, ...rest } = c;
-  void _own;
+  const cfg = c.Config;
+  const opt = (k: string, v: unknown): Record<string, unknown> => (v === undefined || v === null || v === '' ? {} : { [k]: v });
+  // Docker's field order and its nulls: clients compare `inspect -f '{{json .Config}}'` output.
+  const config = {
+    Hostname: cfg.Hostname ?? '', Domainname: cfg.Domainname ?? '', User: cfg.User ?? '',
+    AttachStdin: cfg.AttachStdin ?? false, AttachStdout: cfg.AttachStdout ?? false, AttachStderr: cfg.AttachStderr ?? false,
+    ...opt('ExposedPorts', cfg.ExposedPorts),
+    Tty: cfg.Tty ?? false, OpenStdin: cfg.OpenStdin ?? false, StdinOnce: cfg.StdinOnce ?? false,
+    Env: cfg.Env ?? null, Cmd: cfg.Cmd ?? null,
+    ...opt('Healthcheck', cfg.Healthcheck), ...opt('ArgsEscaped', cfg.ArgsEscaped === true ? true : undefined),
+    Image: cfg.Image ?? '', Volumes: cfg.Volumes ?? null, WorkingDir: cfg.WorkingDir ?? '', Entrypoint: cfg.Entrypoint ?? null,
+    ...opt('NetworkDisabled', cfg.NetworkDisabled === true ? true : undefined), ...opt('MacAddress', cfg.MacAddress),
+    OnBuild: cfg.OnBuild ?? null, Labels: cfg.Labels ?? {},
+    ...opt('StopSignal', cfg.StopSignal), ...opt('StopTimeout', cfg.StopTimeout), ...opt('Shell', cfg.Shell),
+  };
   return {
-    ...rest,
-    GraphDriver: { Name: 'overlay2', Data: null },
+    Id: c.Id, Created: c.Created, Path: c.Path, Args: c.Args, State: c.State, Image: c.Image,
+    ResolvConfPath: c.ResolvConfPath, HostnamePath: c.HostnamePath, HostsPath: c.HostsPath, LogPath: c.LogPath,
+    Name: c.Name, RestartCount: c.RestartCount, Driver: c.Driver, Platform: c.Platform, MountLabel: c.MountLabel,
+    ProcessLabel: c.ProcessLabel, AppArmorProfile: c.AppArmorProfile, ExecIDs: c.ExecIDs,
     // dockerd fills these from its defaults at create; clients (docker-py's
     // run reads HostConfig.LogConfig.Type) rely on them being there.
     HostConfig: {
       ...c.HostConfig,
-      LogConfig: { Type: c.HostConfig.LogConfig?.Type ?? 'json-file', Config: c.HostConfig.LogConfig?.Config ?? {} },
-      RestartPolicy: { Name: c.HostConfig.RestartPolicy?.Name ?? 'no', MaximumRetryCount: c.HostConfig.RestartPolicy?.MaximumRetryCount ?? 0 },
+      LogConfig: { Type: c.HostConfig.LogConfig?.Type || 'json-file', Config: c.HostConfig.LogConfig?.Config ?? {} },
+      RestartPolicy: { Name: c.HostConfig.RestartPolicy?.Name || 'no', MaximumRetryCount: c.HostConfig.RestartPolicy?.MaximumRetryCount ?? 0 },
     },
-    Config: { ...c.Config, Env: c.Config.Env ?? [], Cmd: c.Config.Cmd ?? null, Entrypoint: c.Config.Entrypoint ?? null },
+    GraphDriver: { Name: 'overlay2', Data: null },
+    Mounts: c.Mounts,
+    Config: config,
+    NetworkSettings: c.NetworkSettings,
   };
 }
 
@@ -169,6 +187,10 @@ export function containerRoutes(router: Router, engine: Engine, containers: Cont
     const ex = containers.findExec(id);
     const detach = body['Detach'] === true;
     const tty = typeof body['Tty'] === 'boolean' ? body['Tty'] : undefined;
+    const cs = body['ConsoleSize'];
+    if (Array.isArray(cs) && cs.length === 2 && cs.every((n) => Number.isInteger(n) && n > 0)) {
+      ex.berth.consoleSize = { height: cs[0] as number, width: cs[1] as number };
+    }
     if (detach) {
       await containers.startExec(id, undefined, tty);
       ctx.send(200);
@@ -189,7 +211,16 @@ export function containerRoutes(router: Router, engine: Engine, containers: Cont
 
   router.post('/exec/{id}/resize', async (ctx) => {
     const ex = containers.findExec(ctx.params['id'] ?? '');
-    await containers.resize(ex.ContainerID, ex.ID, ctx.int('h', 0) ?? 0, ctx.int('w', 0) ?? 0);
+    const h = ctx.int('h', 0) ?? 0;
+    const w = ctx.int('w', 0) ?? 0;
+    if (!ex.Running) {
+      // Clients resize as they start the exec: the size is applied when it runs.
+      if (h > 0 && w > 0) ex.berth.consoleSize = { height: h, width: w };
+      ex.berth.resizePending = true;
+      ctx.send(200);
+      return;
+    }
+    await containers.resize(ex.ContainerID, ex.ID, h, w);
     ctx.send(200);
   });
 

@@ -9,10 +9,10 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { BerthError, invalid } from '@berth/base';
+import { BerthError, compareVersions, invalid } from '@berth/base';
 import type { Logger } from '@berth/base';
 import { messageOf, statusOf } from './errors.js';
-import { API_VERSION, Ctx, MIN_API_VERSION, compareVersions } from './router.js';
+import { API_VERSION, Ctx, MIN_API_VERSION } from './router.js';
 import type { Router } from './router.js';
 
 export interface TlsOptions {

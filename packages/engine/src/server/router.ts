@@ -6,21 +6,10 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { invalid, notFound } from '@berth/base';
+import { compareVersions, invalid, notFound } from '@berth/base';
 
 export const API_VERSION = '1.50';
 export const MIN_API_VERSION = '1.24';
-
-/** Compare two API versions ("1.41" < "1.50"). */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split('.').map(Number);
-  const pb = b.split('.').map(Number);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
 
 export interface Hijacked {
   /** The raw connection: the client's bytes in, ours out. */

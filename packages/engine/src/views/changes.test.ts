@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { changes, ChangeKind } from './changes.js';
 import type { Change } from './changes.js';
-import { addon } from './_sys.js';
+import { sys } from '@berth/images';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -130,7 +130,7 @@ test('changes: whiteouts and opaque directories of the lower layers hide what is
   const o = overlay(t, [{ 'dir/mine': 'm' }, { gone: 'g', 'dir/theirs': 't' }]);
   spawnSync('umount', [o.merged]);
   run('mknod', [join(o.lowers[0] as string, 'gone'), 'c', '0', '0']);
-  addon().lsetxattr(join(o.lowers[0] as string, 'dir'), 'trusted.overlay.opaque', Buffer.from('y'), 0);
+  sys().lsetxattr(join(o.lowers[0] as string, 'dir'), 'trusted.overlay.opaque', Buffer.from('y'), 0);
   run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${o.lowers.join(':')},upperdir=${o.upper},workdir=${join(o.upper, '..', 'work')}`, o.merged]);
   assert.equal(existsSync(join(o.merged, 'gone')), false);
   assert.equal(existsSync(join(o.merged, 'dir/theirs')), false);

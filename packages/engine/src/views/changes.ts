@@ -13,7 +13,7 @@ import { lstat, readdir } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode, internal } from '@berth/base';
-import { at, byBytes, closeFd, getXattr, openRootDir, openSubdir } from './_sys.js';
+import { at, byBytes, closeFd, getXattr, openBeneath, openDirectory, sys } from '@berth/images';
 
 export const ChangeKind = { Modified: 0, Added: 1, Deleted: 2 } as const;
 export type ChangeKind = (typeof ChangeKind)[keyof typeof ChangeKind];
@@ -127,7 +127,7 @@ export async function changes(upperDir: string, lower: LowerLayers): Promise<Cha
       }
       if (!isDir || isWhiteout(st)) continue;
       const childHidden = hidden || kind === ChangeKind.Deleted || kind === ChangeKind.Added;
-      const fd = openSubdir(dirFd, name);
+      const fd = openBeneath(dirFd, name, sys().constants.O_PATH | sys().constants.O_DIRECTORY);
       try {
         await walk(fd, path, childHidden);
       } finally {
@@ -138,7 +138,7 @@ export async function changes(upperDir: string, lower: LowerLayers): Promise<Cha
 
   let root: number;
   try {
-    root = openRootDir(upperDir);
+    root = openDirectory(upperDir);
   } catch (err) {
     throw internal(`open upper directory ${upperDir}: ${errnoCode(err) ?? String(err)}`, err);
   }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { exportRootfs } from './export.js';
-import { addon } from './_sys.js';
+import { sys } from '@berth/images';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -51,7 +51,7 @@ function makeTree(root: string): void {
   run('mknod', [join(root, 'fifo'), 'p']);
   writeFileSync(Buffer.from(join(root, 'caf\xe9'), 'latin1'), 'x'); // a name that is not UTF-8
   writeFileSync(join(root, 'capped'), 'bin');
-  addon().lsetxattr(join(root, 'capped'), 'security.capability', CAP_NET_BIND, 0);
+  sys().lsetxattr(join(root, 'capped'), 'security.capability', CAP_NET_BIND, 0);
   mkdirSync(join(root, 'empty'));
   utimesSync(join(root, 'empty'), new Date('2021-02-03T04:05:06Z'), new Date('2021-02-03T04:05:06Z'));
 }
@@ -95,7 +95,7 @@ test('exportRootfs: kinds, owners, modes, links and devices, read back by tar', 
   assert.equal(readFileSync(join(back, 'etc', 'hostname'), 'utf8'), 'box\n');
   assert.equal(readlinkSync(join(back, 'dangling')), '/no/such/target');
   assert.equal(lstatSync(join(back, 'hard')).ino, lstatSync(join(back, 'etc', 'hostname')).ino);
-  assert.deepEqual(addon().lgetxattr(join(back, 'capped'), 'security.capability'), CAP_NET_BIND);
+  assert.deepEqual(sys().lgetxattr(join(back, 'capped'), 'security.capability'), CAP_NET_BIND);
   assert.equal(lstatSync(join(back, 'private')).uid, 1234);
   assert.deepEqual(readdirSync(back).sort(), readdirSync(src).sort());
 });

@@ -1,5 +1,6 @@
 // The native addon (native/sys, built to native/out/berth_sys.node) with the system calls
 // Node lacks: openat2, mknodat and the l*xattr family. Loaded once, on first use.
+import { closeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { BerthError, ErrorKind, errnoCode } from '@berth/base';
@@ -87,4 +88,55 @@ const procPrefix = (fd: number): Buffer => Buffer.from(`/proc/self/fd/${fd}/`, '
  */
 export function at(dirfd: number, name: string): Buffer {
   return Buffer.concat([procPrefix(dirfd), Buffer.from(name, 'latin1')]);
+}
+
+/** The directory at `path` (a symlink in the last component followed), as an O_PATH fd. */
+export function openDirectory(path: string): number {
+  const c = sys().constants;
+  return openat2(c.AT_FDCWD, path, c.O_PATH | c.O_DIRECTORY, 0);
+}
+
+/**
+ * The entry `name` (one component) of the directory held open as `dirfd`, never
+ * through a symlink (one in its place fails with ELOOP).
+ */
+export function openBeneath(dirfd: number, name: string, flags: number): number {
+  const c = sys().constants;
+  return openat2(
+    dirfd,
+    Buffer.from(name, 'latin1'),
+    flags | c.O_NOFOLLOW,
+    c.RESOLVE_BENEATH | c.RESOLVE_NO_SYMLINKS | c.RESOLVE_NO_MAGICLINKS,
+  );
+}
+
+/** Closes `fd`, ignoring errors (for cleanup paths). */
+export function closeFd(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // closing is best effort
+  }
+}
+
+/** The value of an extended attribute, undefined when absent or unsupported. */
+export function getXattr(path: PathArg, name: string): Buffer | undefined {
+  try {
+    return sys().lgetxattr(path, name) ?? undefined;
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENODATA' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** The names of a file's extended attributes; none when unsupported. */
+export function listXattrs(path: PathArg): string[] {
+  try {
+    return sys().llistxattr(path);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOENT') return [];
+    throw err;
+  }
 }

@@ -10,7 +10,8 @@ import * as fs from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { BerthError, ErrorKind, errnoCode, failedPrecondition, invalid } from '@berth/base';
 import { quote, type TarEntryType } from './_format.js';
-import { at, openat2, sys } from './_sys.js';
+import { at, openBeneath, openDirectory, sys } from './_sys.js';
+import { byBytes, statEntry, tarTypeOf as typeOf } from './tree.js';
 import { TarWriter, type TarWriteEntry, type TarWriteResult } from './writer.js';
 
 /** What changed: an overlay upper directory (lowers listed top first), or a pair of trees. */
@@ -36,24 +37,6 @@ interface PendingDir {
   written: boolean;
 }
 
-function typeOf(st: BigIntStats): TarEntryType | undefined {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isCharacterDevice()) return 'char';
-  if (st.isBlockDevice()) return 'block';
-  if (st.isFIFO()) return 'fifo';
-  return undefined; // sockets have no place in a tar
-}
-
-function devNumbers(rdev: bigint): { major: number; minor: number } {
-  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
-  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
-  return { major: Number(major), minor: Number(minor) };
-}
-
-const byBytes = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-
 function sameXattrs(a: Map<string, Buffer>, b: Map<string, Buffer>): boolean {
   if (a.size !== b.size) return false;
   for (const [k, v] of a) {
@@ -66,7 +49,6 @@ function sameXattrs(a: Map<string, Buffer>, b: Map<string, Buffer>): boolean {
 class LayerMaker {
   private readonly s = sys();
   private readonly c = this.s.constants;
-  private readonly beneath = this.c.RESOLVE_BENEATH | this.c.RESOLVE_NO_SYMLINKS | this.c.RESOLVE_NO_MAGICLINKS;
   private readonly links = new Map<string, string>();
   private readonly pending: PendingDir[] = [];
   private readonly w: TarWriter;
@@ -80,11 +62,11 @@ class LayerMaker {
   }
 
   openRoot(path: string): number {
-    return openat2(this.c.AT_FDCWD, path, this.c.O_PATH | this.c.O_DIRECTORY, 0);
+    return openDirectory(path);
   }
 
   private openDir(dirFd: number, name: string): number {
-    return openat2(dirFd, Buffer.from(name, 'latin1'), this.c.O_PATH | this.c.O_DIRECTORY | this.c.O_NOFOLLOW, this.beneath);
+    return openBeneath(dirFd, name, this.c.O_PATH | this.c.O_DIRECTORY);
   }
 
   private async list(dirFd: number): Promise<Node[]> {
@@ -126,20 +108,8 @@ class LayerMaker {
 
   private header(parts: string[], st: BigIntStats, type: TarEntryType, xattrs: Map<string, Buffer>): TarWriteEntry {
     const rel = parts.join('/') + (type === 'dir' ? '/' : '');
-    const h: TarWriteEntry = {
-      type,
-      path: Buffer.from(rel === '/' ? './' : rel, 'latin1'),
-      mode: Number(st.mode & 0o7777n),
-      uid: Number(st.uid),
-      gid: Number(st.gid),
-      mtime: Number(st.mtimeNs / 1_000_000_000n),
-    };
+    const h = statEntry(Buffer.from(rel === '/' ? './' : rel, 'latin1'), st, type);
     if (xattrs.size > 0) h.xattrs = xattrs;
-    if (type === 'char' || type === 'block') {
-      const { major, minor } = devNumbers(st.rdev);
-      h.devmajor = major;
-      h.devminor = minor;
-    }
     return h;
   }
 
@@ -174,7 +144,7 @@ class LayerMaker {
       return;
     }
     h.size = Number(node.st.size);
-    const fd = openat2(dirFd, Buffer.from(node.name, 'latin1'), this.c.O_RDONLY | this.c.O_NOFOLLOW, this.beneath);
+    const fd = openBeneath(dirFd, node.name, this.c.O_RDONLY);
     let handedOver = false;
     try {
       const st = fstatSync(fd, { bigint: true });

@@ -17,4 +17,17 @@ export { applyLayer } from './apply.js';
 export type { ApplyMode, ApplyOptions, ApplyResult } from './apply.js';
 export { makeLayer } from './diff.js';
 export type { LayerChanges, MakeLayerOptions } from './diff.js';
-export { sysAddonPath } from './_sys.js';
+export { TreeTar, byBytes, devNumbers, statEntry, tarTypeOf } from './tree.js';
+// The native addon (native/sys) with the system calls Node lacks, and helpers on it.
+export {
+  at,
+  closeFd,
+  getXattr,
+  listXattrs,
+  openBeneath,
+  openDirectory,
+  openat2,
+  sys,
+  sysAddonPath,
+} from './_sys.js';
+export type { PathArg, Sys, SysConstants } from './_sys.js';

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorKind, failedPrecondition, invalid, isKind } from '@berth/base';
 import { chainIds } from '@berth/images';
-import type { ContentStore, ImageDescriptor, Snapshotter } from '@berth/images';
+import type { ApplyResult, ContentStore, ImageDescriptor, Mount, Snapshotter } from '@berth/images';
 import { pluginType } from '../plugin.js';
 import type { PluginSet } from '../plugin.js';
 import { ContentPlugin } from '../services/content.js';
@@ -135,6 +135,16 @@ export interface UnpackEvent {
 export interface UnpackOptions {
   /** Resolves once the layer blob is stored (default: it is already). */
   readonly ready?: (digest: string) => Promise<void>;
+  /**
+   * The layer's bytes as they download, when they can be had: asked before
+   * the layer is stored; undefined means read the stored blob. The snapshot
+   * is committed only once ready() says the blob's digest matched.
+   */
+  readonly live?: (digest: string) => Promise<AsyncIterable<Uint8Array> | undefined>;
+  /** Whether a live stream's failure means: start again from the stored blob. */
+  readonly fallback?: (e: unknown) => boolean;
+  /** Applies a layer stream onto a snapshot's mounts (default: applyToMounts, on this thread). */
+  readonly apply?: (source: AsyncIterable<Uint8Array>, mounts: readonly Mount[], mediaType: string) => Promise<ApplyResult>;
   readonly emit?: (ev: UnpackEvent) => void;
   readonly signal?: AbortSignal;
 }
@@ -168,34 +178,56 @@ export async function unpackLayers(
       opts.emit?.({ digest: layer.digest, kind: 'layer', status: 'unpacked', current: layer.size, total: layer.size });
       continue;
     }
-    await opts.ready?.(layer.digest);
+    let live = opts.live === undefined ? undefined : await opts.live(layer.digest);
+    if (live === undefined) await opts.ready?.(layer.digest);
     opts.signal?.throwIfAborted();
-    const key = `extract-${Date.now()}-${randomBytes(6).toString('hex')} ${name}`;
     opts.emit?.({ digest: layer.digest, kind: 'layer', status: 'extracting', current: 0, total: layer.size });
-    let done = false;
-    lease.add(resource, key);
-    try {
-      const mounts = await lease.snapshots(() => sn.prepare(key, parent));
-      const reader = await content.reader(layer.digest);
-      let applied;
+    const apply = opts.apply ?? applyToMounts;
+    for (;;) {
+      const key = `extract-${Date.now()}-${randomBytes(6).toString('hex')} ${name}`;
+      let done = false;
+      lease.add(resource, key);
       try {
-        applied = await applyToMounts(reader.stream(), mounts, layer.mediaType);
+        const mounts = await lease.snapshots(() => sn.prepare(key, parent));
+        let applied;
+        if (live !== undefined) {
+          try {
+            applied = await apply(live, mounts, layer.mediaType);
+          } catch (e) {
+            if (opts.fallback?.(e) !== true) {
+              // Bytes that do not match their digest say more than what extracting them did.
+              await opts.ready?.(layer.digest);
+              throw e;
+            }
+            live = undefined;
+            continue; // this snapshot goes (finally below); the next one takes the stored blob
+          }
+          // The bytes were extracted as they came; the blob's digest is checked as it is stored.
+          await opts.ready?.(layer.digest);
+        } else {
+          await opts.ready?.(layer.digest);
+          const reader = await content.reader(layer.digest);
+          try {
+            applied = await apply(reader.stream(), mounts, layer.mediaType);
+          } finally {
+            await reader.close();
+          }
+        }
+        if (applied.digest !== diffIds[i]) {
+          throw failedPrecondition(`layer ${i} (${layer.digest}): its content has diff ID ${applied.digest}, the config says ${diffIds[i] ?? ''}`);
+        }
+        opts.signal?.throwIfAborted();
+        try {
+          await lease.snapshots(() => sn.commit(name, key));
+          done = true;
+        } catch (e) {
+          // Another unpack of the same layers committed it first.
+          if (!isKind(e, ErrorKind.AlreadyExists)) throw e;
+        }
+        break;
       } finally {
-        await reader.close();
+        if (!done) await lease.snapshots(() => sn.remove(key)).catch(() => undefined);
       }
-      if (applied.digest !== diffIds[i]) {
-        throw failedPrecondition(`layer ${i} (${layer.digest}): its content has diff ID ${applied.digest}, the config says ${diffIds[i] ?? ''}`);
-      }
-      opts.signal?.throwIfAborted();
-      try {
-        await lease.snapshots(() => sn.commit(name, key));
-        done = true;
-      } catch (e) {
-        // Another unpack of the same layers committed it first.
-        if (!isKind(e, ErrorKind.AlreadyExists)) throw e;
-      }
-    } finally {
-      if (!done) await lease.snapshots(() => sn.remove(key)).catch(() => undefined);
     }
     opts.emit?.({ digest: layer.digest, kind: 'layer', status: 'extracted', current: layer.size, total: layer.size });
   }

@@ -3,9 +3,11 @@
  *
  *   resolve + download (registry client, layers in parallel)  ─┐
  *        into the namespace's content store, verified          │ overlapped
- *   unpack, in layer order, each layer once it and the ones    │
- *        below it are stored: prepare on the parent chain ID,  ─┘
- *        apply, check the diffID, commit as its chain ID
+ *   unpack, in layer order, each layer once the ones below it  │
+ *        are committed: prepare on the parent chain ID, apply  │
+ *        (in a worker thread, from the download itself when    │
+ *        it can, else from the stored blob), check the diffID, ─┘
+ *        commit as its chain ID once the blob is stored
  *   label the blobs (distribution source, gc refs, the snapshot)
  *   create or update the image record
  *
@@ -14,7 +16,7 @@
  */
 import { ErrorKind, BerthError, invalid, isKind } from '@berth/base';
 import {
-  RegistryClient, formatReference, parseDockerReference, pull, readBlob, writeBlob,
+  RegistryClient, compressionOfMediaType, formatReference, parseDockerReference, pull, readBlob, writeBlob,
 } from '@berth/images';
 import type {
   CredentialsProvider, ImageDescriptor, ImagePlatform, PullProgress, PullStatus, RegistryCredentials,
@@ -25,6 +27,7 @@ import {
   ImageLease, diffIdsOf, indexRefs, labelBlob, manifestLayers, manifestRefs, recordImage, unpackLayers, withItem, GC_REF_SNAPSHOT,
 } from './_unpack.js';
 import type { PullDeps } from './_unpack.js';
+import { LayerExtractor, LiveBudget, LiveLayer, StreamAbandoned } from './_extract.js';
 
 export { pullDepsOf } from './_unpack.js';
 export type { PullCollector, PullDeps } from './_unpack.js';
@@ -57,6 +60,12 @@ export interface PullImageOptions {
   readonly snapshotter?: string;
   /** Layers downloaded at once (default 3). */
   readonly concurrency?: number;
+  /**
+   * Extract layers in a worker thread, each from its download as it arrives
+   * when its turn has come (default true); false: each layer is read back
+   * from the content store once stored and extracted on this thread.
+   */
+  readonly singlePass?: boolean;
   readonly onProgress?: (ev: PullImageProgress) => void;
   readonly signal?: AbortSignal;
 }
@@ -71,6 +80,9 @@ export interface PullImageResult {
 }
 
 const DISTRIBUTION_SOURCE = 'containerd.io/distribution.source.';
+
+/** Bytes a pull holds in memory for layers downloading ahead of their extraction. */
+const LIVE_BUDGET = 64 << 20;
 
 interface Deferred<T> {
   readonly promise: Promise<T>;
@@ -137,6 +149,21 @@ export async function pullImage(deps: PullDeps, ns: string, ref: string, opts: P
     }
     return d;
   };
+  // Single pass: each layer's download, as a second stream, once it starts (undefined: stored without one).
+  const singlePass = opts.singlePass ?? true;
+  const extractor = singlePass ? new LayerExtractor() : undefined;
+  extractor?.warm();
+  const budget = new LiveBudget(LIVE_BUDGET);
+  const liveByDigest = new Map<string, Deferred<LiveLayer | undefined>>();
+  const liveOf = (digest: string): Deferred<LiveLayer | undefined> => {
+    let d = liveByDigest.get(digest);
+    if (d === undefined) {
+      d = deferred<LiveLayer | undefined>();
+      if (downloadFailed !== undefined) d.reject(downloadFailed.error);
+      liveByDigest.set(digest, d);
+    }
+    return d;
+  };
   const ac = new AbortController();
   const onOuterAbort = (): void => ac.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
@@ -150,7 +177,16 @@ export async function pullImage(deps: PullDeps, ns: string, ref: string, opts: P
     if (manifestDigest === undefined) throw invalid('the config arrived before its manifest');
     const m = manifestLayers(await readBlob(store, manifestDigest), manifestDigest);
     const diffIds = diffIdsOf(await readBlob(store, configDigest), configDigest);
-    const top = await unpackLayers(sn, store, m.layers, diffIds, lease, { ready: (d) => readyOf(d).promise, emit, signal: ac.signal });
+    const top = await unpackLayers(sn, store, m.layers, diffIds, lease, {
+      ready: (d) => readyOf(d).promise,
+      emit,
+      signal: ac.signal,
+      ...(extractor === undefined ? {} : {
+        live: async (d: string) => (await liveOf(d).promise)?.claim(),
+        fallback: (e: unknown) => e instanceof StreamAbandoned,
+        apply: (source, mounts, mediaType) => extractor.apply(source, mounts, mediaType),
+      }),
+    });
     return { top, configDigest };
   })();
   // An unpack that fails stops the downloads at once.
@@ -178,14 +214,23 @@ export async function pullImage(deps: PullDeps, ns: string, ref: string, opts: P
         },
         write: async (desc, stream) => {
           hold(desc.digest);
-          await writeBlob(store, stream, desc, { labels: { [source]: parsed.path }, signal: ac.signal });
+          let body: AsyncIterable<Uint8Array> = stream;
+          if (extractor !== undefined && compressionOfMediaType(desc.mediaType) !== undefined) {
+            const live = new LiveLayer(desc.digest, budget);
+            liveOf(desc.digest).resolve(live);
+            body = live.tee(stream);
+          }
+          await writeBlob(store, body, desc, { labels: { [source]: parsed.path }, signal: ac.signal });
         },
       },
       onProgress: (ev) => {
         emit(ev);
         // Reported once the blob is in the store: its unpack may start.
         const stored = ev.status === 'done' || ev.status === 'exists';
-        if (stored) readyOf(ev.digest).resolve();
+        if (stored) {
+          readyOf(ev.digest).resolve();
+          liveOf(ev.digest).resolve(undefined); // no-op when its download made one
+        }
         if (ev.kind === 'manifest' && stored) manifestDigest = ev.digest;
         if (ev.kind === 'config' && stored) configStored.resolve(ev.digest);
       },
@@ -197,6 +242,7 @@ export async function pullImage(deps: PullDeps, ns: string, ref: string, opts: P
       downloadFailed = { error: e };
       configStored.reject(e);
       for (const d of readyByDigest.values()) d.reject(e);
+      for (const d of liveByDigest.values()) d.reject(e);
       await unpacking.catch(() => undefined);
       // When the unpack failed first, the downloads failed because it stopped them.
       throw unpackFailed !== undefined && unpackFailed.error !== e ? unpackFailed.error : e;
@@ -224,6 +270,7 @@ export async function pullImage(deps: PullDeps, ns: string, ref: string, opts: P
     throw e;
   } finally {
     opts.signal?.removeEventListener('abort', onOuterAbort);
+    await extractor?.close();
     for (const release of holds) release();
     lease.end();
   }
