@@ -58,6 +58,8 @@ export class PullReporter {
 
   constructor(private readonly emit: Emit) {}
 
+  private readonly earlyExtract = new Set<string>();
+
   on(p: TransferProgress): void {
     if (p.event.startsWith('Pulling from ')) {
       this.resolved = true;
@@ -100,6 +102,10 @@ export class PullReporter {
           this.emit({ status: 'Verifying Checksum', progressDetail: {}, id });
           this.emit({ status: 'Download complete', progressDetail: {}, id });
           set('downloaded');
+          if (this.earlyExtract.delete(id)) {
+            detail('Extracting');
+            set('extracting');
+          }
         }
         break;
       case 'already exists':
@@ -109,7 +115,10 @@ export class PullReporter {
         }
         break;
       case 'extracting':
-        if (state !== 'done') {
+        // Layers extract while they download: Docker's display still says "Download complete" first.
+        if (state === 'new' || state === 'waiting' || state === 'downloading') {
+          this.earlyExtract.add(id);
+        } else if (state !== 'done') {
           detail('Extracting');
           set('extracting');
         }
