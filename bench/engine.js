@@ -4,7 +4,7 @@
 // interleaved run by run; then the memory of the daemons idle and with 50 running containers, and
 // of the per-container shims. Both engines run on temp dirs that are removed at the end.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { basename, join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -75,6 +75,12 @@ function scrub(dir) {
   spawnSync('sleep', ['0.2']);
   for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m]);
   rmSync(dir, { recursive: true, force: true });
+  // The engines' parent cgroups, once empty (an engine in use elsewhere keeps its own).
+  for (const r of readdirSync('/sys/fs/cgroup')) {
+    for (const name of ['berth', 'docker']) {
+      try { rmdirSync(join('/sys/fs/cgroup', r, name)); } catch { /* absent or in use */ }
+    }
+  }
 }
 
 // ---- the docker CLI ----

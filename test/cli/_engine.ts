@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cleanupEngine, engineDirs, startEngine } from '../engine/_engine.js';
+import { cleanupEngine, engineDirs, removeEmptyCgroupParents, startEngine } from '../engine/_engine.js';
 import type { EngineProcess } from '../engine/_engine.js';
 
 export const REPO_ROOT: string = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -194,6 +194,7 @@ export async function startDockerd(): Promise<RunningEngine> {
       }
       for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m]);
       rmSync(dir, { recursive: true, force: true });
+      removeEmptyCgroupParents('docker');
     }
   };
   try {

@@ -8,7 +8,7 @@
 import { after, before } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join, dirname } from 'node:path';
@@ -183,6 +183,29 @@ export async function cleanupEngine(e: EngineProcess | undefined, dirs: EngineDi
     await sleep(100);
     unmountUnder(dirs.base);
     rmSync(dirs.base, { recursive: true, force: true });
+    removeEmptyCgroupParents('berth');
+  }
+}
+
+/**
+ * The parent cgroup the engine's containers were put under (`/berth`, `/docker` for a real
+ * dockerd), in every hierarchy, once it is empty; one still in use by another engine stays.
+ */
+export function removeEmptyCgroupParents(name: string): void {
+  let roots: string[];
+  try {
+    roots = readdirSync('/sys/fs/cgroup');
+  } catch {
+    return;
+  }
+  for (const r of [...roots, '']) {
+    const dir = join('/sys/fs/cgroup', r, name);
+    if (!existsSync(dir)) continue;
+    try {
+      rmdirSync(dir);
+    } catch {
+      /* busy: another engine's containers are in it */
+    }
   }
 }
 
