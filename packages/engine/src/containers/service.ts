@@ -34,6 +34,7 @@ import { VALID_NAME, randomName } from './names.js';
 import { ZERO_TIME, initialState, rfc3339Nano } from './record.js';
 import type { ContainerRecord } from './record.js';
 import { execProcess, prepareStart } from './start.js';
+import type { EngineHooks, NetworkAttachment } from './hooks.js';
 import { buildResources } from './spec.js';
 
 const SPEC_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
@@ -87,6 +88,9 @@ export class ContainerService {
   readonly execs = new Map<string, ExecRecord>();
   private readonly restartTimers = new Map<string, NodeJS.Timeout>();
   private closing = false;
+
+  /** Networking and volumes, set by the daemon before it serves. */
+  hooks: EngineHooks = {};
 
   constructor(private readonly engine: Engine, private readonly store: EngineStore) {
     for (const c of store.loadContainers<ContainerRecord>()) {
@@ -295,14 +299,20 @@ export class ContainerService {
     const { mounts } = await this.client.call<{ mounts: RootfsMount[] }>(SERVICES.snapshots, 'Mounts', { snapshotter: SNAPSHOTTER, key: c.Id });
     let spec: Spec;
     let mountPoints;
+    let net: NetworkAttachment = {};
     try {
+      if (this.hooks.network !== undefined) net = await this.hooks.network.setup(c);
       ({ spec, mountPoints } = await prepareStart(c, {
         dataRoot: this.engine.paths.dataRoot,
         containerDir: this.containerDir(c.Id),
         readFile: (p: string) => readRootfsFile(mounts, p),
         lookupContainer: (ref: string) => this.find(ref),
+        network: net,
+        mounts,
+        ...(this.hooks.volumes !== undefined ? { volumes: this.hooks.volumes } : {}),
       }));
     } catch (e) {
+      await this.hooks.network?.teardown(c).catch(() => undefined);
       this.recordStartError(c, e);
       throw e;
     }
@@ -323,6 +333,7 @@ export class ContainerService {
       });
       pid = created.pid;
     } catch (e) {
+      await this.hooks.network?.teardown(c).catch(() => undefined);
       this.recordStartError(c, e);
       throw startError(e);
     }
@@ -337,6 +348,7 @@ export class ContainerService {
       this.runs.delete(c.Id);
       resolveRun();
       await this.client.call(SERVICES.tasks, 'Delete', { container_id: c.Id }).catch(() => undefined);
+      await this.hooks.network?.teardown(c).catch(() => undefined);
       this.recordStartError(c, e);
       throw startError(e);
     }
@@ -498,6 +510,9 @@ export class ContainerService {
       if (!c.State.Running) return;
       await this.client.call(SERVICES.tasks, 'Delete', { container_id: c.Id }).catch((e: unknown) => {
         if (!isKind(e, ErrorKind.NotFound)) this.engine.log.warn('deleting an exited task', { id: c.Id, error: String(e) });
+      });
+      await this.hooks.network?.teardown(c).catch((e: unknown) => {
+        this.engine.log.warn('network teardown failed', { id: c.Id, error: e instanceof Error ? e.message : String(e) });
       });
       const run = this.runs.get(c.Id);
       this.runs.delete(c.Id);
@@ -744,6 +759,11 @@ export class ContainerService {
       await this.client.call(SERVICES.tasks, 'Delete', { container_id: c.Id }).catch(ignoreNotFound);
       await this.client.call(SERVICES.containers, 'Delete', { id: c.Id }).catch(ignoreNotFound);
       await this.client.call(SERVICES.snapshots, 'Remove', { snapshotter: SNAPSHOTTER, key: c.Id }).catch(ignoreNotFound);
+      await this.hooks.network?.teardown(c).catch(() => undefined);
+      await this.hooks.network?.removed?.(c).catch(() => undefined);
+      await this.hooks.volumes?.removed(c, opts.volumes).catch((e: unknown) => {
+        this.engine.log.warn('removing the container\'s volumes failed', { id: c.Id, error: e instanceof Error ? e.message : String(e) });
+      });
       rmSync(this.containerDir(c.Id), { recursive: true, force: true });
       this.store.deleteContainer(c.Id);
       this.byId.delete(c.Id);

@@ -18,6 +18,8 @@ import { buildHostnameFile, buildHostsFile, buildResolvConf } from './etcfiles.j
 import { parseMounts } from './mounts.js';
 import type { MountRequest } from './mounts.js';
 import type { ContainerRecord, MountPoint } from './record.js';
+import type { NetworkAttachment, VolumeHooks } from './hooks.js';
+import type { RootfsMount } from './layered.js';
 import { buildSpec, containerEnv, resolveUserFromFiles } from './spec.js';
 import type { NamespaceJoin, NetworkNamespace, ResolvedMount, ResolvedUser } from './spec.js';
 
@@ -34,6 +36,12 @@ export interface StartContext {
   /** A file of the container's rootfs (before it is mounted). */
   readonly readFile: (path: string) => string | undefined;
   readonly lookupContainer: (ref: string) => ContainerRecord;
+  /** What the network setup gave (a namespace to join, addresses, DNS). */
+  readonly network?: NetworkAttachment;
+  /** The rootfs snapshot's mounts (for a volume's copy-up from the image). */
+  readonly mounts?: readonly RootfsMount[];
+  /** Volume storage; absent: plain directories under <data-root>/volumes. */
+  readonly volumes?: VolumeHooks;
 }
 
 function userOf(readFile: (p: string) => string | undefined, user: string, groupAdd: readonly string[]): ResolvedUser {
@@ -62,11 +70,7 @@ function volumeDir(dataRoot: string, name: string): string {
   return dir;
 }
 
-export function prepareStart(c: ContainerRecord, ctx: StartContext): Promise<{ spec: Spec; mountPoints: MountPoint[] }> {
-  return Promise.resolve(prepareStartSync(c, ctx));
-}
-
-function prepareStartSync(c: ContainerRecord, ctx: StartContext): { spec: Spec; mountPoints: MountPoint[] } {
+export async function prepareStart(c: ContainerRecord, ctx: StartContext): Promise<{ spec: Spec; mountPoints: MountPoint[] }> {
   const cfg = c.Config;
   const host = c.HostConfig;
   mkdirSync(ctx.containerDir, { recursive: true, mode: 0o710 });
@@ -75,6 +79,7 @@ function prepareStartSync(c: ContainerRecord, ctx: StartContext): { spec: Spec; 
   let network: NetworkNamespace;
   if (net.kind === 'host') network = { kind: 'host' };
   else if (net.kind === 'container') network = joinContainer(ctx, net.ref, 'net', 'network namespace');
+  else if (ctx.network?.netnsPath !== undefined) network = { kind: 'path', path: ctx.network.netnsPath };
   else network = { kind: 'new' };
 
   const hostname = cfg.Hostname ?? c.Id.slice(0, 12);
@@ -90,9 +95,15 @@ function prepareStartSync(c: ContainerRecord, ctx: StartContext): { spec: Spec; 
     if (!existsSync(c.HostsPath) || c.berth.everStarted === false) {
       writeFileSync(c.HostsPath, buildHostsFile({
         hostname, ...(cfg.Domainname !== undefined ? { domainname: cfg.Domainname } : {}), extraHosts: host.ExtraHosts ?? [],
+        addresses: ctx.network?.addresses ?? [],
+        ...(ctx.network?.hostGateway !== undefined ? { hostGateway: ctx.network.hostGateway } : {}),
       }), { mode: 0o644 });
     }
-    writeFileSync(c.ResolvConfPath, buildResolvConf(readHost('/etc/resolv.conf'), resolvOpts(c, false)), { mode: 0o644 });
+    // An embedded DNS server stands in for the host's nameservers; the user's --dns still wins.
+    const hostResolv = ctx.network?.dns !== undefined && ctx.network.dns.length > 0
+      ? ctx.network.dns.map((ns) => `nameserver ${ns}`).join('\n') + '\n' + readHost('/etc/resolv.conf').split('\n').filter((l) => !/^\s*nameserver\s/.test(l)).join('\n')
+      : readHost('/etc/resolv.conf');
+    writeFileSync(c.ResolvConfPath, buildResolvConf(hostResolv, { ...resolvOpts(c, false), hostNetwork: ctx.network?.dns !== undefined && ctx.network.dns.length > 0 }), { mode: 0o644 });
   }
   writeFileSync(c.HostnamePath, buildHostnameFile(hostname), { mode: 0o644 });
 
@@ -102,7 +113,11 @@ function prepareStartSync(c: ContainerRecord, ctx: StartContext): { spec: Spec; 
   for (const m of requests) {
     let hostPath = m.source;
     let name = m.volumeName;
-    if (m.type === 'volume') {
+    if (m.type === 'volume' && ctx.volumes !== undefined) {
+      const v = await ctx.volumes.resolve(c, m, undefined);
+      name = v.name;
+      hostPath = v.hostPath;
+    } else if (m.type === 'volume') {
       name = name !== undefined && name !== '' ? name : anonymousVolume(c, m);
       hostPath = volumeDir(ctx.dataRoot, name);
       if (m.subpath !== undefined && m.subpath !== '') hostPath = join(hostPath, m.subpath);
