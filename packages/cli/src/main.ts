@@ -17,10 +17,13 @@ import type { Command, Context } from './command.js';
 import { TemplateError } from './format.js';
 import { login, logout } from './commands/auth.js';
 import * as C from './commands/containers.js';
+import { commit } from './commands/commit.js';
 import { cp } from './commands/cp.js';
 import * as I from './commands/images.js';
+import * as N from './commands/networks.js';
 import * as R from './commands/run.js';
 import * as S from './commands/system.js';
+import * as V from './commands/volumes.js';
 import { CLI_VERSION } from './version.js';
 
 interface Group {
@@ -36,7 +39,7 @@ function member(group: string, sub: string, cmd: Command): Command {
 }
 
 const TOP: ReadonlyArray<Command> = [
-  R.attach, cp, R.create, C.diff, S.events, R.exec, C.exportCmd, I.history, I.images, I.importCmd, S.info, C.inspect,
+  R.attach, commit, cp, R.create, C.diff, S.events, R.exec, C.exportCmd, I.history, I.images, I.importCmd, S.info, C.inspect,
   C.kill, I.load, login, logout, C.logs, C.pause, C.port, C.ps, I.pull, I.push, C.rename, C.restart, C.rm, I.rmi,
   R.run, I.save, R.start, C.stats, C.stop, I.tag, C.top, C.unpause, C.update, S.version, C.wait,
 ];
@@ -46,7 +49,7 @@ const GROUPS: readonly Group[] = [
     name: 'container',
     description: 'Manage containers',
     commands: [
-      ['attach', R.attach, []], ['cp', cp, []], ['create', R.create, []], ['diff', C.diff, []], ['exec', R.exec, []],
+      ['attach', R.attach, []], ['commit', commit, []], ['cp', cp, []], ['create', R.create, []], ['diff', C.diff, []], ['exec', R.exec, []],
       ['export', C.exportCmd, []],
       ['inspect', C.typedInspect('container', 'inspect', 'Display detailed information on one or more containers', 'container inspect [OPTIONS] CONTAINER [CONTAINER...]'), []],
       ['kill', C.kill, []], ['logs', C.logs, []], ['ls', C.ps, ['ps', 'list']], ['pause', C.pause, []], ['port', C.port, []],
@@ -63,6 +66,19 @@ const GROUPS: readonly Group[] = [
       ['inspect', C.typedInspect('image', 'inspect', 'Display detailed information on one or more images', 'image inspect [OPTIONS] IMAGE [IMAGE...]'), []],
       ['load', I.load, []], ['ls', I.images, ['list']], ['prune', I.imagePrune, []], ['pull', I.pull, []], ['push', I.push, []],
       ['rm', I.rmi, ['remove']], ['save', I.save, []], ['tag', I.tag, []],
+    ],
+  },
+  {
+    name: 'volume',
+    description: 'Manage volumes',
+    commands: [['create', V.create, []], ['inspect', V.inspect, []], ['ls', V.ls, ['list']], ['prune', V.prune, []], ['rm', V.rm, ['remove']]],
+  },
+  {
+    name: 'network',
+    description: 'Manage networks',
+    commands: [
+      ['connect', N.connect, []], ['create', N.create, []], ['disconnect', N.disconnect, []], ['inspect', N.inspect, []],
+      ['ls', N.ls, ['list']], ['prune', N.prune, []], ['rm', N.rm, ['remove']],
     ],
   },
   {

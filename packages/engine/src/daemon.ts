@@ -17,11 +17,16 @@ import { EventBus } from './events.js';
 import { ImageService } from './images/service.js';
 import { ensureBuiltinImage } from './images/builtin.js';
 import { imageRoutes } from './routes/images.js';
+import { commitRoutes } from './routes/commit.js';
 import { containerRoutes, containerSizes } from './routes/containers.js';
 import { summary } from './containers/summary.js';
 import { viewRoutes } from './routes/views.js';
+import { volumeRoutes } from './routes/volumes.js';
+import { VolumeService } from './volumes/service.js';
 import { archiveRoutes } from './routes/archive.js';
 import { systemRoutes } from './routes/system.js';
+import { networkRoutes } from './routes/networks.js';
+import { NetworkService } from './network/service.js';
 import { ApiServer } from './server/http.js';
 import { Router } from './server/router.js';
 import { EngineStore } from './store.js';
@@ -49,6 +54,8 @@ export class EngineDaemon {
   images!: ImageService;
   client!: ContainerdClient;
   store!: EngineStore;
+  networks: NetworkService | undefined;
+  volumes!: VolumeService;
 
   constructor(readonly config: EngineConfig, readonly log: Logger) {}
 
@@ -96,6 +103,10 @@ export class EngineDaemon {
     this.images = new ImageService(this.client, events, this.log, { insecureRegistries: c.insecureRegistries, tempDir });
     (engine as { images: Engine['images'] }).images = this.images;
     this.containers = new ContainerService(engine, this.store);
+    this.networks = await NetworkService.open({ dataRoot: c.dataRoot, execRoot: c.execRoot, log: this.log, store: this.store, containers: this.containers });
+    this.containers.hooks.network = this.networks;
+    this.volumes = new VolumeService(engine, join(c.dataRoot, 'engine.db'), () => this.containers.all());
+    this.containers.hooks.volumes = this.volumes;
 
     this.subscribe();
     if (c.builtinImage) {
@@ -124,15 +135,18 @@ export class EngineDaemon {
           LayersSize: images.reduce((n, i) => n + i.Size, 0),
           Images: images.map((i) => ({ ...i, Containers: used.get(i.Id) ?? 0 })),
           Containers: containers,
-          Volumes: [],
+          Volumes: (await this.volumes?.df()) ?? [],
           BuildCache: [],
         };
       },
     });
     containerRoutes(router, engine, this.containers);
+    volumeRoutes(router, engine, this.containers, this.volumes);
     viewRoutes(router, engine, this.containers);
     archiveRoutes(router, engine, this.containers);
     imageRoutes(router, engine, this.images);
+    networkRoutes(router, this.networks);
+    commitRoutes(router, engine, this.containers, this.images);
     this.server = new ApiServer(router, this.log);
     const tls = c.tls ? { ca: c.tlsCaCert, cert: c.tlsCert, key: c.tlsKey, verify: c.tlsVerify } : undefined;
     await this.server.listen(c.hosts.map((address) => ({ address })), tls);
@@ -210,7 +224,9 @@ export class EngineDaemon {
     this.subscription?.cancel();
     await this.server?.close();
     this.client?.close();
+    await this.networks?.close();
     this.store?.close();
+    this.volumes?.close();
     if (opts.stopSupervisor !== false) await this.supervisor?.stop();
     if (this.config.pidfile !== '') rmSync(this.config.pidfile, { force: true });
   }

@@ -89,19 +89,21 @@ export class ContainerdClient {
     return def;
   }
 
-  private metadata(namespace: string | undefined): Metadata {
+  private metadata(namespace: string | undefined, lease?: string): Metadata {
     const md = new Metadata();
     md.set('containerd-namespace', namespace ?? this.namespace);
+    // What the call creates joins this lease (containerd's `containerd-lease` metadata).
+    if (lease !== undefined && lease !== '') md.set('containerd-lease', lease);
     return md;
   }
 
   /** A unary call. */
-  call<T extends Message = Message>(service: string, name: string, request: Message, opts: { namespace?: string; timeoutMs?: number } = {}): Promise<T> {
+  call<T extends Message = Message>(service: string, name: string, request: Message, opts: { namespace?: string; timeoutMs?: number; lease?: string } = {}): Promise<T> {
     const m = this.method(service, name);
     return new Promise((resolve, reject) => {
       this.client.makeUnaryRequest<Message, Message>(
         m.path, (v) => m.requestSerialize(v), (b) => m.responseDeserialize(b) as Message,
-        request, this.metadata(opts.namespace), { deadline: Date.now() + (opts.timeoutMs ?? this.timeoutMs) },
+        request, this.metadata(opts.namespace, opts.lease), { deadline: Date.now() + (opts.timeoutMs ?? this.timeoutMs) },
         (err: ServiceError | null, res?: Message) => (err ? reject(fromGrpcError(err)) : resolve((res ?? {}) as T)),
       );
     });

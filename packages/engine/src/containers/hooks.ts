@@ -5,6 +5,7 @@
  */
 import type { ContainerRecord } from './record.js';
 import type { MountRequest } from './mounts.js';
+import type { RootfsMount } from './layered.js';
 
 /** What a container's network setup gives its start. */
 export interface NetworkAttachment {
@@ -27,12 +28,20 @@ export interface NetworkHooks {
   removed?(c: ContainerRecord): Promise<void>;
 }
 
+/** What a volume's resolution may use beyond the mount itself. */
+export interface VolumeResolveOptions {
+  /** The rootfs snapshot's mounts of the container being started: the copy-up source. */
+  readonly rootfs?: readonly RootfsMount[];
+  /** The container an anonymous volume belongs to when it is not `c` (--volumes-from). */
+  readonly owner?: ContainerRecord;
+}
+
 export interface VolumeHooks {
   /**
-   * The host directory of a volume mount, made (and filled from the image, copy-up) on first use.
-   * `imagePath` reads the container's rootfs at the mount's destination for the copy-up.
+   * The host directory of a volume mount, made on first use, mounted (driver
+   * options) and filled from the image at the mount's destination when empty (copy-up).
    */
-  resolve(c: ContainerRecord, m: MountRequest, copyUpFrom: string | undefined): Promise<{ name: string; hostPath: string }>;
+  resolve(c: ContainerRecord, m: MountRequest, opts: VolumeResolveOptions): Promise<{ name: string; hostPath: string }>;
   /** The container is removed; with `anonymous`, its anonymous volumes go too. */
   removed(c: ContainerRecord, removeAnonymous: boolean): Promise<void>;
 }

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { failedPrecondition } from '@berth/base';
+import { failedPrecondition, invalid } from '@berth/base';
 import type { Spec } from '@berth/spec';
 import { hostCapabilities } from './caps.js';
 import { networkMode, ipcMode, pidMode, utsMode } from './config.js';
@@ -107,16 +107,21 @@ export async function prepareStart(c: ContainerRecord, ctx: StartContext): Promi
   }
   writeFileSync(c.HostnamePath, buildHostnameFile(hostname), { mode: 0o644 });
 
-  const requests = parseMounts(cfg, host);
+  const own = parseMounts(cfg, host);
+  const requests: { m: MountRequest; owner?: ContainerRecord }[] = [
+    ...volumesFrom(ctx, c, host.VolumesFrom ?? [], new Set(own.map((m) => m.destination))), ...own.map((m) => ({ m })),
+  ];
   const mounts: ResolvedMount[] = [];
   const points: MountPoint[] = [];
-  for (const m of requests) {
+  for (const { m, owner } of requests) {
     let hostPath = m.source;
     let name = m.volumeName;
     if (m.type === 'volume' && ctx.volumes !== undefined) {
-      const v = await ctx.volumes.resolve(c, m, undefined);
+      const v = await ctx.volumes.resolve(c, m, { ...(ctx.mounts !== undefined ? { rootfs: ctx.mounts } : {}), ...(owner !== undefined ? { owner } : {}) });
       name = v.name;
       hostPath = v.hostPath;
+    } else if (m.type === 'volume' && name !== undefined && name !== '' && owner !== undefined && m.source.startsWith('/')) {
+      hostPath = m.source;
     } else if (m.type === 'volume') {
       name = name !== undefined && name !== '' ? name : anonymousVolume(c, m);
       hostPath = volumeDir(ctx.dataRoot, name);
@@ -147,6 +152,46 @@ export async function prepareStart(c: ContainerRecord, ctx: StartContext): Promi
     mounts, user, ...(host.Init === true ? { initPath: initBinary() } : {}),
   });
   return { spec, mountPoints: points };
+}
+
+/**
+ * The mounts --volumes-from takes from other containers (`name[:ro|:rw]`): their
+ * volumes and binds as they last started, or as their config asks when they never
+ * did; `ro` makes them read-only, `rw` keeps each one's own mode. Destinations the
+ * container mounts itself win.
+ */
+function volumesFrom(ctx: StartContext, c: ContainerRecord, specs: readonly string[], taken: Set<string>): { m: MountRequest; owner?: ContainerRecord }[] {
+  const out: { m: MountRequest; owner?: ContainerRecord }[] = [];
+  for (const spec of specs) {
+    const i = spec.lastIndexOf(':');
+    const ref = i < 0 ? spec : spec.slice(0, i);
+    const mode = i < 0 ? '' : spec.slice(i + 1);
+    if (mode !== '' && mode !== 'ro' && mode !== 'rw') throw invalid(`invalid mode: ${mode}`);
+    const other = ctx.lookupContainer(ref);
+    if (other.Id === c.Id) continue;
+    const take = (m: MountRequest, owner?: ContainerRecord): void => {
+      if (taken.has(m.destination)) return;
+      taken.add(m.destination);
+      const readOnly = mode === 'ro' ? true : m.readOnly;
+      out.push({ m: { ...m, readOnly, mode: mode === '' ? m.mode : mode }, ...(owner !== undefined ? { owner } : {}) });
+    };
+    if (other.Mounts.length > 0 || other.berth.everStarted) {
+      for (const p of other.Mounts) {
+        if (p.Type === 'tmpfs') continue;
+        const named = p.Type === 'volume' && ctx.volumes !== undefined;
+        take({
+          type: p.Type, source: named ? (p.Name ?? '') : p.Source, destination: p.Destination, readOnly: !p.RW,
+          options: ['rbind'], propagation: p.Type === 'bind' ? p.Propagation : '', mode: p.Mode,
+          ...(p.Type === 'volume' ? { volumeName: p.Name ?? '', noCopy: true } : {}),
+        }, p.Type === 'volume' ? other : undefined);
+      }
+      continue;
+    }
+    for (const m of parseMounts(other.Config, other.HostConfig)) {
+      if (m.type !== 'tmpfs') take(m, other);
+    }
+  }
+  return out;
 }
 
 function anonymousVolume(c: ContainerRecord, m: MountRequest): string {
