@@ -148,6 +148,12 @@ export interface RunningEngine extends Engine {
   log(): string;
 }
 
+/** Bridges with dockerd's MAC prefix (02:42), by name. */
+function bridgeLinks(): string[] {
+  const r = spawnSync('ip', ['-o', 'link', 'show', 'type', 'bridge'], { encoding: 'utf8' });
+  return (r.stdout ?? '').split('\n').filter((l) => l.includes('link/ether 02:42:')).map((l) => (l.split(': ')[1] ?? '').split('@')[0] ?? '').filter((n) => n !== '');
+}
+
 /** Starts a dockerd on temp dirs and imports the test image into it. */
 export async function startDockerd(): Promise<RunningEngine> {
   const dir = mkdtempSync(join(tmpdir(), 'bcli-'));
@@ -165,14 +171,20 @@ export async function startDockerd(): Promise<RunningEngine> {
     }
   };
   const engine = makeEngine('dockerd', socket, dir);
+  const ownBridges: string[] = [];
   const stop = async (): Promise<void> => {
     try {
       if (child !== undefined && existsSync(socket)) {
         const ids = await engine.docker(['ps', '-aq'], { timeoutMs: 20_000 }).catch(() => undefined);
         const list = (ids?.stdout ?? '').split('\n').filter((x) => x !== '');
         if (list.length > 0) await engine.docker(['rm', '-f', ...list], { timeoutMs: 30_000 }).catch(() => undefined);
+        // dockerd keeps user networks' bridges when it stops: note this daemon's, prune, and remove what stays.
+        const nets = await engine.docker(['network', 'ls', '-q', '--no-trunc', '--filter', 'driver=bridge', '--filter', 'type=custom'], { timeoutMs: 20_000 }).catch(() => undefined);
+        for (const id of (nets?.stdout ?? '').split('\n').filter((x) => x !== '')) ownBridges.push(`br-${id.slice(0, 12)}`);
+        await engine.docker(['network', 'prune', '-f'], { timeoutMs: 30_000 }).catch(() => undefined);
       }
     } finally {
+      for (const name of ownBridges) if (bridgeLinks().includes(name)) spawnSync('ip', ['link', 'del', name]);
       if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
         process.kill(child.pid, 'SIGTERM');
         if (!(await waitExit(child, 20_000))) {

@@ -44,12 +44,23 @@ const same = (a: Awaited<ReturnType<Engine['berth']>>, b: Awaited<ReturnType<Eng
   assert.equal(diff, undefined, diff);
 };
 
+/**
+ * Removes the named networks after the test, pass or fail: a daemon keeps its networks
+ * (and their bridges and rules) when it stops.
+ */
+function removeAfter(t: { after(fn: () => Promise<void>): void }, e: Engine, names: readonly string[]): void {
+  t.after(async () => {
+    await e.docker(['network', 'rm', ...names]);
+  });
+}
+
 forEachEngine('berth network commands', (engine) => {
   const taken = new Set<string>();
 
   test('create with IPAM, labels, options and --internal; inspect matches docker', async (t) => {
     const e = engine();
     if (await skipWithoutNetworks(t, e)) return;
+    removeAfter(t, e, ['netcreate']);
     const p = freePrefix(taken);
     const c = await e.berth([
       'network', 'create', '--driver', 'bridge', '--subnet', `${p}.0/24`, '--gateway', `${p}.1`, '--ip-range', `${p}.128/25`,
@@ -80,6 +91,7 @@ forEachEngine('berth network commands', (engine) => {
     const e = engine();
     if (await skipWithoutNetworks(t, e)) return;
     const p = freePrefix(taken);
+    removeAfter(t, e, ['netdup', 'netopt', 'netbad1', 'netbad2', 'netbad3', 'netbad5']);
     const q = freePrefix(taken);
     assert.equal((await e.berth(['network', 'create', '--subnet', `${p}.0/24`, 'netdup'])).code, 0);
     for (const args of [
@@ -101,6 +113,7 @@ forEachEngine('berth network commands', (engine) => {
   test('ls: table, -q, --no-trunc, --format, filters', async (t) => {
     const e = engine();
     if (await skipWithoutNetworks(t, e)) return;
+    removeAfter(t, e, ['netls10', 'netls2', 'netls1']);
     for (const [name, label] of [['netls10', 'a=1'], ['netls2', 'a=2'], ['netls1', 'b=3']] as const) {
       const r = await e.berth(['network', 'create', '--subnet', `${freePrefix(taken)}.0/24`, '--label', label, name]);
       assert.equal(r.code, 0, r.stderr);
@@ -125,6 +138,7 @@ forEachEngine('berth network commands', (engine) => {
   test('connect --ip --alias and disconnect -f a running container', async (t) => {
     const e = engine();
     if (await skipWithoutNetworks(t, e)) return;
+    removeAfter(t, e, ['netconn1', 'netconn2']);
     const p = freePrefix(taken);
     const q = freePrefix(taken);
     assert.equal((await e.berth(['network', 'create', '--subnet', `${p}.0/24`, 'netconn1'])).code, 0);
@@ -165,6 +179,7 @@ forEachEngine('berth network commands', (engine) => {
   test('rm and prune', async (t) => {
     const e = engine();
     if (await skipWithoutNetworks(t, e)) return;
+    removeAfter(t, e, ['netrm1', 'netrm2', 'netprune1', 'netprune2']);
     for (const n of ['netrm1', 'netrm2', 'netprune1', 'netprune2']) {
       assert.equal((await e.berth(['network', 'create', '--subnet', `${freePrefix(taken)}.0/24`, '--label', `group=${n.replace(/\d$/, '')}`, n])).code, 0);
     }

@@ -18,3 +18,7 @@ export { imageRoutes } from './routes/images.js';
 export { ApiServer } from './server/http.js';
 export { Router, Ctx, API_VERSION, MIN_API_VERSION } from './server/router.js';
 export { EventBus } from './events.js';
+export * as build from './build/index.js';
+export { DnsServer } from './network/dns.js';
+export { NetworkService } from './network/service.js';
+export { VolumeService } from './volumes/index.js';

@@ -49,69 +49,138 @@ export function parseDockerignore(text: string): string[] {
 export interface Pattern {
   readonly text: string;
   readonly exclusion: boolean;
-  readonly dirs: readonly string[];
-  readonly re: RegExp;
+  /** Whether the pattern matches a slash path, or with parents one of its parent directories. */
+  readonly test: (path: string, parents?: boolean) => boolean;
 }
 
-const SYNTAX = new Set(Array.from('^$\\.*+?()[]{}|/'));
-/** A regular expression for one literal character. */
-const lit = (ch: string): string => (SYNTAX.has(ch) ? `\\${ch}` : ch);
+// One step of a compiled pattern. A `**` followed by more pattern ("gs")
+// matches nothing or anything ending in a slash; a trailing `**` ("all")
+// matches anything.
+type Token =
+  | { readonly t: 'lit'; readonly ch: string }
+  | { readonly t: 'one' }
+  | { readonly t: 'star' }
+  | { readonly t: 'gs' }
+  | { readonly t: 'all' }
+  | { readonly t: 'class'; readonly negate: boolean; readonly ranges: readonly (readonly [string, string])[] };
 
-function compile(pattern: string): RegExp {
-  let re = '^';
+function tokenize(pattern: string): Token[] {
+  const bad = (): Error => invalid(`syntax error in pattern ${JSON.stringify(pattern)}`);
   const chars = Array.from(pattern);
-  let inClass = false;
+  const out: Token[] = [];
   for (let i = 0; i < chars.length; i++) {
     const ch = chars[i] ?? '';
-    if (inClass) {
-      if (ch === ']') {
-        inClass = false;
-        re += ']';
-      } else if (ch === '\\') {
-        const nx = chars[++i];
-        if (nx === undefined) throw invalid(`syntax error in pattern ${JSON.stringify(pattern)}`);
-        re += nx === '-' ? '\\-' : lit(nx);
-      } else if (ch === '[' || ch === '/') {
-        re += lit(ch);
-      } else {
-        re += ch;
-      }
-      continue;
-    }
     if (ch === '*') {
-      if (chars[i + 1] === '*') {
-        i++;
-        if (chars[i + 1] === '/') i++;
-        re += i + 1 >= chars.length ? '.*' : '(.*/)?';
-      } else {
-        re += '[^/]*';
+      if (chars[i + 1] !== '*') {
+        out.push({ t: 'star' });
+        continue;
       }
+      i++;
+      if (chars[i + 1] === '/') i++;
+      const tok: Token = i + 1 >= chars.length ? { t: 'all' } : { t: 'gs' };
+      // `**/**/` is `**/`: consecutive globstars add nothing.
+      if (out[out.length - 1]?.t !== 'gs' || tok.t !== 'gs') out.push(tok);
     } else if (ch === '?') {
-      re += '[^/]';
+      out.push({ t: 'one' });
     } else if (ch === '[') {
-      inClass = true;
-      re += '[';
+      let negate = false;
       if (chars[i + 1] === '^') {
-        re += '^';
+        negate = true;
         i++;
       }
-      if (chars[i + 1] === ']') throw invalid(`syntax error in pattern ${JSON.stringify(pattern)}`);
-    } else if (ch === ']') {
-      throw invalid(`syntax error in pattern ${JSON.stringify(pattern)}`);
-    } else if (ch === '\\') {
-      const nx = chars[++i];
-      re += nx === undefined ? '\\\\' : lit(nx);
+      const ranges: [string, string][] = [];
+      const esc = (): string => {
+        let c = chars[++i];
+        if (c === undefined || c === '-' || c === ']') throw bad();
+        if (c === '\\') {
+          c = chars[++i];
+          if (c === undefined) throw bad();
+        }
+        return c;
+      };
+      for (;;) {
+        if (chars[i + 1] === ']' && ranges.length > 0) {
+          i++;
+          break;
+        }
+        const lo = esc();
+        let hi = lo;
+        if (chars[i + 1] === '-') {
+          i++;
+          hi = esc();
+        }
+        ranges.push([lo, hi]);
+      }
+      out.push({ t: 'class', negate, ranges });
+    } else if (ch === '\\' && i + 1 < chars.length) {
+      out.push({ t: 'lit', ch: chars[++i] ?? '' });
     } else {
-      re += lit(ch);
+      out.push({ t: 'lit', ch });
     }
   }
-  if (inClass) throw invalid(`syntax error in pattern ${JSON.stringify(pattern)}`);
-  re += '$';
-  try {
-    return new RegExp(re, 'su');
-  } catch (err) {
-    throw invalid(`syntax error in pattern ${JSON.stringify(pattern)}`, err);
+  return out;
+}
+
+/**
+ * Matches a path against tokens by simulating the automaton: time linear
+ * in pattern times path, whatever the pattern (no backtracking). With
+ * parents, a match of any parent directory (a prefix ending before a
+ * slash) counts too.
+ */
+function matchTokens(tokens: readonly Token[], path: string, parents: boolean): boolean {
+  const m = tokens.length;
+  let at = new Uint8Array(m + 1);
+  let inside = new Uint8Array(m + 1);
+  const close = (s: Uint8Array): void => {
+    for (let j = 0; j < m; j++) {
+      const t = tokens[j]?.t;
+      if (s[j] === 1 && (t === 'star' || t === 'all' || t === 'gs')) s[j + 1] = 1;
+    }
+  };
+  at[0] = 1;
+  close(at);
+  for (const c of path) {
+    if (parents && c === '/' && at[m] === 1) return true;
+    const nat = new Uint8Array(m + 1);
+    const nin = new Uint8Array(m + 1);
+    let any = false;
+    for (let j = 0; j < m; j++) {
+      const tok = tokens[j] as Token;
+      if (tok.t === 'gs' && (at[j] === 1 || inside[j] === 1)) {
+        nin[j] = 1;
+        if (c === '/') nat[j + 1] = 1;
+        any = true;
+        continue;
+      }
+      if (at[j] !== 1) continue;
+      switch (tok.t) {
+        case 'lit':
+          if (c === tok.ch) nat[j + 1] = 1;
+          break;
+        case 'one':
+          if (c !== '/') nat[j + 1] = 1;
+          break;
+        case 'star':
+          if (c !== '/') nat[j] = 1;
+          break;
+        case 'all':
+          nat[j] = 1;
+          break;
+        case 'class': {
+          const hit = tok.ranges.some(([lo, hi]) => c >= lo && c <= hi);
+          if (hit !== tok.negate) nat[j + 1] = 1;
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    close(nat);
+    at = nat;
+    inside = nin;
+    if (!any && !at.includes(1)) return false;
   }
+  return at[m] === 1;
 }
 
 /** Compiled .dockerignore patterns. */
@@ -130,7 +199,8 @@ export class PatternMatcher {
         exclusion = true;
         text = text.slice(1);
       }
-      out.push({ text, exclusion, dirs: text.split('/'), re: compile(text) });
+      const tokens = tokenize(text);
+      out.push({ text, exclusion, test: (path, parents = false) => matchTokens(tokens, path, parents) });
     }
     this.patterns = out;
   }
@@ -145,13 +215,10 @@ export class PatternMatcher {
    */
   matches(file: string): boolean {
     const f = cleanPath(file);
-    const parents = f.split('/').slice(0, -1);
     let matched = false;
     for (const p of this.patterns) {
       if (p.exclusion !== matched) continue;
-      let hit = p.re.test(f);
-      for (let i = 1; !hit && i <= parents.length; i++) hit = p.re.test(parents.slice(0, i).join('/'));
-      if (hit) matched = !p.exclusion;
+      if (p.test(f, true)) matched = !p.exclusion;
     }
     return matched;
   }

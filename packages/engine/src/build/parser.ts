@@ -873,15 +873,18 @@ export function parseDuration(s: string): number {
   if (rest === '0') return 0;
   if (rest === '') throw bad();
   let total = 0;
-  const re = /^(\d*)(?:\.(\d*))?([a-zµμ]+)/u;
   while (rest !== '') {
-    const m = re.exec(rest);
-    if (m === null || ((m[1] ?? '') === '' && (m[2] ?? '') === '')) throw bad();
-    const unit = m[3] ?? '';
+    const num = /^(\d*)(?:\.(\d*))?/.exec(rest);
+    const int = num?.[1] ?? '';
+    const frac = num?.[2] ?? '';
+    if (int === '' && frac === '') throw bad();
+    rest = rest.slice(num?.[0].length ?? 0);
+    const unit = /^[^0-9.]*/.exec(rest)?.[0] ?? '';
+    if (unit === '') throw new Error(`time: missing unit in duration ${JSON.stringify(s)}`);
     const mult = UNITS[unit];
     if (mult === undefined) throw new Error(`time: unknown unit ${JSON.stringify(unit)} in duration ${JSON.stringify(s)}`);
-    total += Number(`${m[1] || '0'}.${m[2] || '0'}`) * mult;
-    rest = rest.slice(m[0].length);
+    total += Number(`${int || '0'}.${frac || '0'}`) * mult;
+    rest = rest.slice(unit.length);
   }
   if (total > 2 ** 63 - 1) throw new Error(`time: invalid duration ${JSON.stringify(s)}`);
   return sign * Math.round(total);

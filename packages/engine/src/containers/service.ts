@@ -27,7 +27,7 @@ import type { EngineStore } from '../store.js';
 import { connectShim, parseDetachKeys, relay } from './attach.js';
 import type { AttachStreams } from './attach.js';
 import { MIN_MEMORY, mergeImageConfig, parseCreateBody, parseHostConfig } from './config.js';
-import type { HostConfig } from './config.js';
+import type { EndpointSettings, HostConfig, NetworkingConfig } from './config.js';
 import { readRootfsFile } from './layered.js';
 import type { RootfsMount } from './layered.js';
 import { VALID_NAME, randomName } from './names.js';
@@ -212,7 +212,7 @@ export class ContainerService {
       HostConfig: host,
       Mounts: [],
       Config: { ...config, Hostname: config.Hostname !== undefined && config.Hostname !== '' ? config.Hostname : id.slice(0, 12), Image: imageRef },
-      NetworkSettings: networkSettings(host),
+      NetworkSettings: networkSettings(host, req.networkingConfig.EndpointsConfig),
       berth: { chainId: img.chainId, manuallyStopped: false, everStarted: false, anonymousVolumes: [] },
     };
     // Reserve the name before any await that could let another create take it.
@@ -1073,19 +1073,33 @@ function validateHostConfigForEngine(host: HostConfig): void {
   if (opts['max-file'] !== undefined && !/^[1-9]\d*$/.test(opts['max-file'])) throw invalid(`invalid value for max-file: ${opts['max-file']}`);
 }
 
-function networkSettings(host: HostConfig): Record<string, unknown> {
+function networkSettings(host: HostConfig, endpoints: NetworkingConfig['EndpointsConfig']): Record<string, unknown> {
   const mode = host.NetworkMode ?? 'default';
   const name = mode === 'default' || mode === '' ? 'bridge' : mode;
+  const ep = endpoints?.[name] ?? (name === 'bridge' ? endpoints?.['default'] : undefined);
+  // Other networks named in the create body are joined at start too, as dockerd does.
+  const extra: Record<string, unknown> = {};
+  for (const [n, e] of Object.entries(endpoints ?? {})) {
+    if (n === name || (name === 'bridge' && n === 'default') || e === undefined || e === null) continue;
+    extra[n] = endpointSettings(e);
+  }
   return {
     Bridge: '', SandboxID: '', SandboxKey: '', HairpinMode: false, LinkLocalIPv6Address: '', LinkLocalIPv6PrefixLen: 0,
     Ports: {}, SecondaryIPAddresses: null, SecondaryIPv6Addresses: null, EndpointID: '', Gateway: '', GlobalIPv6Address: '',
     GlobalIPv6PrefixLen: 0, IPAddress: '', IPPrefixLen: 0, IPv6Gateway: '', MacAddress: '',
-    Networks: name.startsWith('container:') ? {} : {
-      [name]: {
-        IPAMConfig: null, Links: null, Aliases: null, MacAddress: '', NetworkID: '', EndpointID: '', Gateway: '', IPAddress: '',
-        IPPrefixLen: 0, IPv6Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, DriverOpts: null, DNSNames: null,
-      },
+    Networks: name.startsWith('container:') || name === 'host' || name === 'none' ? (name === 'host' || name === 'none' ? { [name]: endpointSettings(ep ?? {}) } : {}) : {
+      [name]: endpointSettings(ep ?? {}),
+      ...extra,
     },
+  };
+}
+
+/** An endpoint as inspect shows it, with what the create body asked for (address, aliases). */
+function endpointSettings(e: EndpointSettings): Record<string, unknown> {
+  return {
+    IPAMConfig: e.IPAMConfig ?? null, Links: e.Links ?? null, Aliases: e.Aliases ?? null, MacAddress: e.MacAddress ?? '',
+    NetworkID: '', EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, IPv6Gateway: '', GlobalIPv6Address: '',
+    GlobalIPv6PrefixLen: 0, DriverOpts: e.DriverOpts ?? null, DNSNames: null,
   };
 }
 

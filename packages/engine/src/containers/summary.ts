@@ -44,6 +44,26 @@ function quoteArg(a: string): string {
   return /[\s"'\\]/.test(a) || a === '' ? JSON.stringify(a) : a;
 }
 
+/** `docker ps` PORTS: published bindings, and exposed ports that have none. */
+function portsOf(c: ContainerRecord): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  const published = (c.NetworkSettings['Ports'] as Record<string, { HostIp: string; HostPort: string }[] | null> | undefined) ?? {};
+  const keys = new Set([...Object.keys(c.Config.ExposedPorts ?? {}), ...Object.keys(published)]);
+  for (const key of keys) {
+    const [port, proto] = key.split('/');
+    const priv = Number(port);
+    if (!Number.isInteger(priv)) continue;
+    const type = proto ?? 'tcp';
+    const binds = c.State.Running ? published[key] ?? null : null;
+    if (binds === null || binds.length === 0) {
+      out.push({ PrivatePort: priv, Type: type });
+      continue;
+    }
+    for (const b of binds) out.push({ IP: b.HostIp === '' ? '0.0.0.0' : b.HostIp, PrivatePort: priv, PublicPort: Number(b.HostPort), Type: type });
+  }
+  return out;
+}
+
 export function summary(c: ContainerRecord): Record<string, unknown> {
   const cmd = [c.Path, ...c.Args].map(quoteArg).join(' ');
   const networkMode = c.HostConfig.NetworkMode ?? 'default';
@@ -54,7 +74,7 @@ export function summary(c: ContainerRecord): Record<string, unknown> {
     ImageID: c.Image,
     Command: cmd,
     Created: Math.floor(parseTimeNano(c.Created) / 1e9),
-    Ports: [],
+    Ports: portsOf(c),
     Labels: c.Config.Labels ?? {},
     State: c.State.Status,
     Status: statusText(c),

@@ -216,16 +216,17 @@ export class NetworkService implements NetworkHooks {
     return e === undefined ? undefined : this.namesOf(e)[0];
   }
 
-  /** Stop serving; the kernel state stays for the running containers. With nothing attached, the default bridge and rules go. */
+  /**
+   * Stop serving; the kernel state stays for the running containers. With
+   * nothing attached, every bridge and rule of the engine goes (they are made
+   * again at the next start), so that a stopped engine leaves nothing behind.
+   */
   async close(): Promise<void> {
     await this.dns?.close().catch(() => undefined);
     await this.serial(async () => {
-      if (this.db.endpoints().length === 0) {
-        const customBridges = this.db.networks().filter((n) => !n.berth.builtin && n.Driver === 'bridge');
-        await removeLink(this.defaultBridgeName());
-        if (customBridges.length === 0) await removeRules(this.tag);
-        else await this.applyRules();
-      }
+      if (this.db.endpoints().length > 0) return;
+      for (const n of this.db.networks()) if (n.Driver === 'bridge') await removeLink(n.berth.bridge);
+      await removeRules(this.tag);
     }).catch((e: unknown) => this.o.log.warn('network cleanup on stop failed', { error: e instanceof Error ? e.message : String(e) }));
     this.db.close();
   }
