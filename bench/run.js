@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // npm run bench: every benchmark of the project, one after the other.
-// Usage: node bench/run.js [name...]   (names: runtime, supervisor, pull, engine)
+// Usage: node bench/run.js [name...]   (names: runtime, supervisor, pull, engine, network)
 const all = {
   runtime: () => import('./runtime.js'),
   supervisor: () => import('./supervisor.js'),
   pull: () => import('./pull.js'),
   engine: () => import('./engine.js'),
+  network: () => import('./network.js'),
 };
 const wanted = process.argv.slice(2);
 for (const [name, load] of Object.entries(all)) {

@@ -17,6 +17,7 @@ import type { Command, Context } from './command.js';
 import { TemplateError } from './format.js';
 import { login, logout } from './commands/auth.js';
 import * as C from './commands/containers.js';
+import { build } from './commands/build.js';
 import { commit } from './commands/commit.js';
 import { cp } from './commands/cp.js';
 import * as I from './commands/images.js';
@@ -39,7 +40,7 @@ function member(group: string, sub: string, cmd: Command): Command {
 }
 
 const TOP: ReadonlyArray<Command> = [
-  R.attach, commit, cp, R.create, C.diff, S.events, R.exec, C.exportCmd, I.history, I.images, I.importCmd, S.info, C.inspect,
+  R.attach, build, commit, cp, R.create, C.diff, S.events, R.exec, C.exportCmd, I.history, I.images, I.importCmd, S.info, C.inspect,
   C.kill, I.load, login, logout, C.logs, C.pause, C.port, C.ps, I.pull, I.push, C.rename, C.restart, C.rm, I.rmi,
   R.run, I.save, R.start, C.stats, C.stop, I.tag, C.top, C.unpause, C.update, S.version, C.wait,
 ];
@@ -62,7 +63,7 @@ const GROUPS: readonly Group[] = [
     name: 'image',
     description: 'Manage images',
     commands: [
-      ['history', I.history, []], ['import', I.importCmd, []],
+      ['build', build, []], ['history', I.history, []], ['import', I.importCmd, []],
       ['inspect', C.typedInspect('image', 'inspect', 'Display detailed information on one or more images', 'image inspect [OPTIONS] IMAGE [IMAGE...]'), []],
       ['load', I.load, []], ['ls', I.images, ['list']], ['prune', I.imagePrune, []], ['pull', I.pull, []], ['push', I.push, []],
       ['rm', I.rmi, ['remove']], ['save', I.save, []], ['tag', I.tag, []],

@@ -18,6 +18,7 @@ import { ImageService } from './images/service.js';
 import { ensureBuiltinImage } from './images/builtin.js';
 import { imageRoutes } from './routes/images.js';
 import { commitRoutes } from './routes/commit.js';
+import { buildRoutes } from './routes/build.js';
 import { containerRoutes, containerSizes } from './routes/containers.js';
 import { summary } from './containers/summary.js';
 import { viewRoutes } from './routes/views.js';
@@ -147,6 +148,7 @@ export class EngineDaemon {
     imageRoutes(router, engine, this.images);
     networkRoutes(router, this.networks);
     commitRoutes(router, engine, this.containers, this.images);
+    buildRoutes(router, engine, this.containers, this.images);
     this.server = new ApiServer(router, this.log);
     const tls = c.tls ? { ca: c.tlsCaCert, cert: c.tlsCert, key: c.tlsKey, verify: c.tlsVerify } : undefined;
     await this.server.listen(c.hosts.map((address) => ({ address })), tls);

@@ -26,7 +26,7 @@ import { HttpStatus, conflict } from '../server/errors.js';
 import type { EngineStore } from '../store.js';
 import { connectShim, parseDetachKeys, relay } from './attach.js';
 import type { AttachStreams } from './attach.js';
-import { MIN_MEMORY, mergeImageConfig, parseCreateBody, parseHostConfig } from './config.js';
+import { MIN_MEMORY, mergeImageConfig, networkMode, parseCreateBody, parseHostConfig } from './config.js';
 import type { EndpointSettings, HostConfig, NetworkingConfig } from './config.js';
 import { readRootfsFile } from './layered.js';
 import type { RootfsMount } from './layered.js';
@@ -302,6 +302,12 @@ export class ContainerService {
     let net: NetworkAttachment = {};
     try {
       if (this.hooks.network !== undefined) net = await this.hooks.network.setup(c);
+      // As dockerd does: a container on another's network namespace takes its host and domain name.
+      const mode = networkMode(c.HostConfig.NetworkMode);
+      if (mode.kind === 'container') {
+        const other = this.find(mode.ref);
+        c.Config = { ...c.Config, Hostname: other.Config.Hostname ?? c.Config.Hostname ?? '', Domainname: other.Config.Domainname ?? '' };
+      }
       ({ spec, mountPoints } = await prepareStart(c, {
         dataRoot: this.engine.paths.dataRoot,
         containerDir: this.containerDir(c.Id),

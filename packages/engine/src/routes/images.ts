@@ -13,6 +13,7 @@ import { messageOf } from '../server/errors.js';
 import type { Ctx, Router } from '../server/router.js';
 import { authConfigOf, checkLogin, decodeRegistryAuth } from '../images/_auth.js';
 import type { JsonMessage } from '../images/_progress.js';
+import { dockerImageConfig } from '../images/service.js';
 import type { ImageService } from '../images/service.js';
 
 /** A JSON progress answer that starts only when `start()` is called; lines before are kept until then. */
@@ -178,7 +179,14 @@ export function imageRoutes(router: Router, engine: Engine, images: ImageService
   });
 
   router.get('/images/{name}/json', async (ctx) => {
-    ctx.send(200, await images.inspect(ctx.params['name'] ?? '', ctx.atLeast('1.44')));
+    const out = await images.inspect(ctx.params['name'] ?? '', ctx.atLeast('1.44'));
+    // `Container` and `ContainerConfig` were deprecated in v1.44 and dropped in v1.45
+    // (docker-compose 1.29 reads ContainerConfig.Volumes when it recreates a container).
+    if (!ctx.atLeast('1.45') && !('ContainerConfig' in out)) {
+      out['Container'] = '';
+      out['ContainerConfig'] = dockerImageConfig({});
+    }
+    ctx.send(200, out);
   });
 
   router.get('/images/{name}/history', async (ctx) => {

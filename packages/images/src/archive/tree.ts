@@ -166,11 +166,13 @@ export class TreeTar {
 }
 
 /** The fd `open` returns, undefined when the entry was removed meanwhile (ENOENT). */
+/** The open fd, or undefined when the entry went away or was replaced (by a symlink: ELOOP; by a file: ENOTDIR) since its lstat. */
 function openOrGone(open: () => number): number | undefined {
   try {
     return open();
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return undefined;
+    const code = errnoCode(err);
+    if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENOTDIR') return undefined;
     throw err;
   }
 }

@@ -1,0 +1,102 @@
+/**
+ * `POST /build` as the docker CLI's classic builder sends it: the context as
+ * a tar body (plain or compressed), the options in the query, credentials
+ * in X-Registry-Config; the answer streams Docker's JSON messages.
+ */
+import { join } from 'node:path';
+import { BerthError, invalid, notImplemented } from '@berth/base';
+import { BuildCache, Builder, BuildStepError } from '../build/builder.js';
+import type { BuildMessage } from '../build/builder.js';
+import type { ContainerService } from '../containers/service.js';
+import type { Engine } from '../engine.js';
+import { authConfigOf, registryDomain } from '../images/_auth.js';
+import type { AuthConfig } from '../images/_auth.js';
+import { ImageService } from '../images/service.js';
+import type { Router } from '../server/router.js';
+
+/** A JSON object of strings from a query parameter (`buildargs`, `labels`); null values kept as undefined. */
+function jsonMap(raw: string | undefined, what: string): Record<string, string | undefined> {
+  if (raw === undefined || raw === '') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch (e) {
+    throw invalid(`invalid ${what}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw invalid(`invalid ${what}: not a JSON object`);
+  const out: Record<string, string | undefined> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    if (x === null) out[k] = undefined;
+    else if (typeof x === 'string') out[k] = x;
+    else throw invalid(`invalid ${what}: the value of ${k} is not a string`);
+  }
+  return out;
+}
+
+/** X-Registry-Config: base64 JSON of server address -> auth config. */
+function registryConfig(header: string | string[] | undefined): Map<string, AuthConfig> {
+  const h = Array.isArray(header) ? header[0] : header;
+  const out = new Map<string, AuthConfig>();
+  if (h === undefined || h.trim() === '') return out;
+  try {
+    const v = JSON.parse(Buffer.from(h.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8')) as unknown;
+    if (typeof v !== 'object' || v === null) return out;
+    for (const [server, a] of Object.entries(v as Record<string, unknown>)) {
+      if (typeof a === 'object' && a !== null) out.set(registryDomain(server), authConfigOf(a as Record<string, unknown>));
+    }
+  } catch {
+    // unreadable credentials: builds go on without them, as pulls of public images
+  }
+  return out;
+}
+
+export function buildRoutes(router: Router, engine: Engine, containers: ContainerService, images: ImageService): void {
+  const cache = new BuildCache(join(engine.paths.dataRoot, 'engine.db'));
+  const builder = new Builder(engine, containers, images, cache);
+
+  router.post('/build', async (ctx) => {
+    const remote = ctx.str('remote');
+    if (remote !== undefined && remote !== '') throw notImplemented('building from a remote context (remote=) is not supported: send the context as the request body');
+    const tags = ctx.query.getAll('t').filter((t) => t !== '');
+    for (const t of tags) {
+      try {
+        ImageService.tagName(t, undefined);
+      } catch {
+        throw invalid(`invalid reference format: ${t}`);
+      }
+    }
+    const buildArgs = jsonMap(ctx.str('buildargs'), 'buildargs');
+    const labelsRaw = jsonMap(ctx.str('labels'), 'labels');
+    const labels: Record<string, string> = {};
+    for (const [k, v] of Object.entries(labelsRaw)) labels[k] = v ?? '';
+    const auths = registryConfig(ctx.req.headers['x-registry-config']);
+    const target = ctx.str('target');
+    const dockerfile = ctx.str('dockerfile');
+    const quiet = ctx.bool('q');
+    const noCache = ctx.bool('nocache');
+
+    const res = ctx.stream(200, 'application/json');
+    const abort = new AbortController();
+    res.on('close', () => { if (!res.writableFinished) abort.abort(); });
+    const emit = (m: BuildMessage): void => {
+      if (!res.writableEnded && !res.destroyed) res.write(`${JSON.stringify(m)}\r\n`);
+    };
+    try {
+      await builder.build(ctx.req, {
+        ...(dockerfile === undefined ? {} : { dockerfile }),
+        tags, buildArgs, labels, noCache, quiet,
+        ...(target === undefined || target === '' ? {} : { target }),
+        registryAuth: (domain) => auths.get(domain) ?? {},
+        signal: abort.signal,
+      }, emit);
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      const code = e instanceof BuildStepError ? e.exitCode : undefined;
+      if (!(e instanceof BerthError)) engine.log.warn('build failed', { error: message });
+      emit({ errorDetail: { message, ...(code === undefined ? {} : { code }) }, error: message });
+    } finally {
+      res.end();
+    }
+  });
+}

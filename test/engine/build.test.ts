@@ -1,0 +1,308 @@
+/**
+ * Image builds end to end: a berthd on temp dirs, the real docker CLI's
+ * classic builder (DOCKER_BUILDKIT=0) and the berth CLI sending contexts,
+ * the built images run on the same engine. Root only.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BERTH_BIN, docker, useEngine } from './_engine.js';
+import type { RunResult } from './_engine.js';
+
+const { dirs } = useEngine();
+const sock = (): string => dirs.socket;
+
+const build = (ctx: string, args: readonly string[] = [], input?: string): RunResult =>
+  docker(sock(), ['build', ...args, ctx], { timeoutMs: 180_000, env: { DOCKER_BUILDKIT: '0' }, ...(input === undefined ? {} : { input }) });
+
+const ok = (args: readonly string[]): string => {
+  const r = docker(sock(), args, { timeoutMs: 120_000 });
+  if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}:\n${r.stderr}${r.stdout}`);
+  return r.stdout;
+};
+
+const buildOk = (ctx: string, args: readonly string[] = [], input?: string): string => {
+  const r = build(ctx, args, input);
+  if (r.code !== 0) throw new Error(`docker build exited ${r.code}:\n${r.stderr}${r.stdout}`);
+  return r.stdout;
+};
+
+let n = 0;
+/** A context directory with the given files (path -> content). */
+function context(files: Record<string, string>): string {
+  const dir = join(dirs.base, `ctx-${n++}`);
+  for (const [p, content] of Object.entries(files)) {
+    mkdirSync(join(dir, p, '..'), { recursive: true });
+    writeFileSync(join(dir, p), content);
+  }
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** The step lines of a build's output, each with whether it was cached. */
+function steps(out: string): { step: string; cached: boolean }[] {
+  const res: { step: string; cached: boolean }[] = [];
+  for (const line of out.split('\n')) {
+    const m = /^Step \d+\/\d+ : (.*)$/.exec(line);
+    if (m !== null) res.push({ step: m[1] ?? '', cached: false });
+    else if (line === ' ---> Using cache') {
+      const last = res[res.length - 1];
+      if (last !== undefined) last.cached = true;
+    }
+  }
+  return res;
+}
+
+const builtId = (out: string): string => {
+  const m = /Successfully built ([0-9a-f]{12})/.exec(out);
+  assert.ok(m !== null, `no "Successfully built" line in:\n${out}`);
+  return m[1] ?? '';
+};
+
+const snapshotCount = (): number => readdirSync(join(dirs.dataRoot, 'containerd', 'snapshots', 'overlayfs', 'snapshots')).length;
+const imageIds = (): string[] => ok(['images', '-aq', '--no-trunc']).split('\n').filter((s) => s !== '').sort();
+const mountsUnder = (dir: string): number => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => (l.split(' ')[4] ?? '').startsWith(dir)).length;
+
+const MAIN_DOCKERFILE = `# a build using most instructions
+FROM busybox
+ARG GREETING=hello
+ENV APP_HOME=/srv/app \\
+    MODE=test
+LABEL org.example.name="demo" org.example.version=1
+WORKDIR $APP_HOME
+COPY app.txt ./
+COPY --chown=1000:1000 --chmod=640 conf/ /etc/demo/
+COPY *.data data/
+ADD bundle.tar /opt/
+COPY . /ctxcopy/
+RUN echo "$GREETING from $MODE" > /srv/app/greeting && mkdir -p /var/demo && chown 1000:1000 /var/demo
+SHELL ["/bin/sh", "-c"]
+EXPOSE 8080/tcp 9090/udp
+VOLUME /var/demo
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --timeout=2s CMD true
+ONBUILD RUN echo child
+USER 1000:1000
+CMD ["cat", "greeting"]
+`;
+
+function mainContext(): string {
+  const dir = context({
+    'Dockerfile': MAIN_DOCKERFILE,
+    'app.txt': 'app file\n',
+    'conf/a.conf': 'a=1\n',
+    'conf/sub/b.conf': 'b=2\n',
+    'one.data': '1\n',
+    'two.data': '2\n',
+    'secret.key': 'do not send\n',
+    'logs/x.log': 'noise\n',
+    '.dockerignore': 'secret.key\nlogs\n',
+    'bundle/inner/file.txt': 'from the tar\n',
+  });
+  const t = spawnSync('tar', ['-C', dir, '-cf', join(dir, 'bundle.tar'), 'bundle']);
+  assert.equal(t.status, 0, String(t.stderr));
+  return dir;
+}
+
+let mainCtx = '';
+let firstId = '';
+
+test('a multi-step Dockerfile builds and the image runs as written', async () => {
+  mainCtx = mainContext();
+  const out = buildOk(mainCtx, ['-t', 'demo:1', '--build-arg', 'GREETING=hi']);
+  firstId = builtId(out);
+  assert.match(out, /Step 1\/19 : FROM busybox/);
+  assert.match(out, / ---> Running in [0-9a-f]{12}/);
+  assert.match(out, /Successfully tagged demo:1/);
+  assert.ok(steps(out).every((s) => !s.cached), 'a first build uses no cache');
+
+  // CMD, ENV, WORKDIR, USER and the RUN's result with the build arg.
+  assert.equal(ok(['run', '--rm', 'demo:1']), 'hi from test\n');
+  const facts = ok(['run', '--rm', 'demo:1', 'sh', '-c', 'id -u; id -g; pwd; echo $APP_HOME $MODE; echo ${GREETING:-unset}']);
+  assert.equal(facts, '1000\n1000\n/srv/app\n/srv/app test\nunset\n');
+
+  // Copied files: modes, owners, directory semantics, wildcards, the extracted tar, .dockerignore.
+  const ls = ok(['run', '--rm', '--user', '0', 'demo:1', 'sh', '-c',
+    'stat -c "%n %a %u:%g" /srv/app/app.txt /etc/demo/a.conf /etc/demo/sub/b.conf /srv/app/data/one.data /srv/app/data/two.data /opt/bundle/inner/file.txt; cat /opt/bundle/inner/file.txt; ls /srv/app; ls -A /ctxcopy']);
+  assert.equal(ls, [
+    '/srv/app/app.txt 644 0:0',
+    '/etc/demo/a.conf 640 1000:1000',
+    '/etc/demo/sub/b.conf 640 1000:1000',
+    '/srv/app/data/one.data 644 0:0',
+    '/srv/app/data/two.data 644 0:0',
+    '/opt/bundle/inner/file.txt 644 0:0',
+    'from the tar',
+    'app.txt', 'data', 'greeting',
+    '.dockerignore', 'Dockerfile', 'app.txt', 'bundle', 'bundle.tar', 'conf', 'one.data', 'two.data',
+    '',
+  ].join('\n'));
+
+  const [img] = JSON.parse(ok(['image', 'inspect', 'demo:1'])) as {
+    Id: string;
+    Config: {
+      Cmd: string[]; Env: string[]; WorkingDir: string; User: string; Labels: Record<string, string>;
+      ExposedPorts: Record<string, object>; Volumes: Record<string, object>; StopSignal: string;
+      Healthcheck: { Test: string[]; Interval: number; Timeout: number }; OnBuild: string[]; Shell: string[];
+    };
+  }[] ?? [];
+  assert.ok(img !== undefined);
+  assert.equal(img.Id.slice(7, 19), firstId);
+  assert.deepEqual(img.Config.Cmd, ['cat', 'greeting']);
+  assert.ok(img.Config.Env.includes('APP_HOME=/srv/app') && img.Config.Env.includes('MODE=test'));
+  assert.ok(!img.Config.Env.some((e) => e.startsWith('GREETING=')), 'build args stay out of the image ENV');
+  assert.equal(img.Config.WorkingDir, '/srv/app');
+  assert.equal(img.Config.User, '1000:1000');
+  assert.deepEqual(img.Config.Labels, { 'org.example.name': 'demo', 'org.example.version': '1' });
+  assert.deepEqual(Object.keys(img.Config.ExposedPorts).sort(), ['8080/tcp', '9090/udp']);
+  assert.deepEqual(Object.keys(img.Config.Volumes), ['/var/demo']);
+  assert.equal(img.Config.StopSignal, 'SIGINT');
+  assert.deepEqual(img.Config.Healthcheck.Test, ['CMD-SHELL', 'true']);
+  assert.equal(img.Config.Healthcheck.Interval, 5e9);
+  assert.deepEqual(img.Config.OnBuild, ['RUN echo child']);
+  assert.deepEqual(img.Config.Shell, ['/bin/sh', '-c']);
+  assert.equal(ok(['ps', '-aq']), '', 'no intermediate container is left');
+});
+
+test('docker history shows the steps as Docker writes them', () => {
+  const rows = ok(['history', '--no-trunc', '--format', '{{.CreatedBy}}\t{{.Size}}', 'demo:1']).split('\n').filter((l) => l !== '');
+  const by = rows.map((r) => r.slice(0, r.lastIndexOf('\t')));
+  const size = (r: string): string => r.slice(r.lastIndexOf('\t') + 1);
+  assert.equal(by[0], '/bin/sh -c #(nop)  CMD ["cat" "greeting"]');
+  assert.equal(by[1], '/bin/sh -c #(nop)  USER 1000:1000');
+  assert.ok(by.includes('/bin/sh -c #(nop)  ENV APP_HOME=/srv/app MODE=test'), by.join('\n'));
+  assert.ok(by.includes('/bin/sh -c #(nop) WORKDIR /srv/app'), by.join('\n'));
+  assert.ok(by.some((b) => /^\/bin\/sh -c #\(nop\) COPY file:[0-9a-f]{64} in \.\/ $/.test(b)), by.join('\n'));
+  assert.ok(by.some((b) => /^\/bin\/sh -c #\(nop\) ADD file:[0-9a-f]{64} in \/opt\/ $/.test(b)), by.join('\n'));
+  assert.ok(by.includes('|1 GREETING=hi /bin/sh -c echo "$GREETING from $MODE" > /srv/app/greeting && mkdir -p /var/demo && chown 1000:1000 /var/demo'), by.join('\n'));
+  // Metadata-only steps are empty layers; the RUN has a size.
+  assert.ok(by.some((b) => /^\/bin\/sh -c #\(nop\) COPY multi:[0-9a-f]{64} in data\/ $/.test(b)), by.join('\n'));
+  assert.ok(by.some((b) => /^\/bin\/sh -c #\(nop\) COPY dir:[0-9a-f]{64} in \/etc\/demo\/ $/.test(b)), by.join('\n'));
+  const run = rows.find((r) => r.startsWith('|1 GREETING=hi'));
+  assert.ok(run !== undefined && size(run) !== '0B', run);
+  assert.equal(size(rows[0] ?? ''), '0B');
+});
+
+test('a second build is fully cached and gives the same image', () => {
+  const out = buildOk(mainCtx, ['-t', 'demo:2', '--build-arg', 'GREETING=hi']);
+  const s = steps(out);
+  assert.equal(s.length, 19);
+  assert.ok(s.slice(1).every((x) => x.cached), out);
+  assert.doesNotMatch(out, /Running in/);
+  assert.equal(builtId(out), firstId);
+});
+
+test('changing one copied file rebuilds from that step on', () => {
+  writeFileSync(join(mainCtx, 'one.data'), 'changed\n');
+  const out = buildOk(mainCtx, ['-t', 'demo:3', '--build-arg', 'GREETING=hi']);
+  const s = steps(out);
+  const at = s.findIndex((x) => x.step.startsWith('COPY *.data'));
+  assert.ok(at > 0);
+  assert.ok(s.slice(1, at).every((x) => x.cached), `steps before the changed COPY come from the cache:\n${out}`);
+  assert.ok(s.slice(at).every((x) => !x.cached), `the changed COPY and what follows are rebuilt:\n${out}`);
+  assert.notEqual(builtId(out), firstId);
+  assert.equal(ok(['run', '--rm', 'demo:3', 'cat', '/srv/app/data/one.data']), 'changed\n');
+  // Touching a file without changing its content keeps the cache.
+  const again = buildOk(mainCtx, ['--build-arg', 'GREETING=hi']);
+  assert.ok(steps(again).slice(1).every((x) => x.cached), again);
+});
+
+test('a failing RUN reports its step, line and exit code and leaves nothing behind', () => {
+  const ctx = context({ Dockerfile: 'FROM busybox\n\n# fails\nRUN echo partial > /partial && exit 3\nRUN echo never\n' });
+  const imagesBefore = imageIds();
+  const snapsBefore = snapshotCount();
+  const r = build(ctx, ['-t', 'broken']);
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(r.stdout, /Step 2\/3 : RUN echo partial > \/partial && exit 3/);
+  assert.match(r.stderr, /The command '\/bin\/sh -c echo partial > \/partial && exit 3' returned a non-zero code: 3/);
+  assert.match(r.stderr, /step 2\/3, Dockerfile:4/);
+  assert.doesNotMatch(r.stdout, /never/);
+  assert.equal(ok(['ps', '-aq']), '');
+  assert.deepEqual(imageIds(), imagesBefore);
+  assert.equal(snapshotCount(), snapsBefore);
+  assert.equal(docker(sock(), ['image', 'inspect', 'broken']).code, 1);
+  assert.deepEqual(readdirSync(join(dirs.dataRoot, 'tmp')), []);
+  assert.equal(mountsUnder(join(dirs.dataRoot, 'tmp')), 0);
+});
+
+test('a missing source and an ADD of a URL fail clearly', () => {
+  const ctx = context({ Dockerfile: 'FROM busybox\nCOPY missing.txt /x\n' });
+  const r = build(ctx);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /COPY failed: file not found in build context or excluded by \.dockerignore: stat missing\.txt/);
+  const u = build('-', [], 'FROM busybox\nADD http://example.invalid/f /f\n');
+  assert.equal(u.code, 1);
+  assert.match(u.stderr, /needs network access/);
+  assert.equal(ok(['ps', '-aq']), '');
+});
+
+test('multi-stage: COPY --from a stage, only the needed stages, --target', () => {
+  const ctx = context({
+    'Dockerfile': [
+      'FROM busybox AS builder',
+      'RUN mkdir /out && echo artefact > /out/result && echo builder-ran',
+      'FROM busybox AS unused',
+      'RUN echo unused-ran',
+      'FROM scratch',
+      'COPY --from=builder /out/result /result',
+      'COPY --from=builder /bin/busybox /bin/cat',
+      'CMD ["/bin/cat", "/result"]',
+      '',
+    ].join('\n'),
+  });
+  const out = buildOk(ctx, ['-t', 'multi']);
+  assert.match(out, /builder-ran/);
+  assert.doesNotMatch(out, /unused-ran/);
+  assert.equal(ok(['run', '--rm', 'multi']), 'artefact\n');
+  const t = buildOk(ctx, ['--target', 'unused', '-t', 'only-unused']);
+  assert.match(t, /Step 1\/2 : FROM busybox AS unused/);
+  assert.doesNotMatch(t, /builder-ran|FROM scratch/);
+  assert.notEqual(docker(sock(), ['run', '--rm', 'only-unused', 'ls', '/out']).code, 0);
+});
+
+test('ONBUILD triggers run when a later build uses the image', () => {
+  const out = buildOk('-', ['-t', 'child'], 'FROM demo:1\nUSER 0\nRUN test -f /srv/app/greeting && echo child-step\n');
+  assert.match(out, /# Executing 1 build trigger/);
+  assert.match(out, /\nchild\n/);
+  const [img] = JSON.parse(ok(['image', 'inspect', 'child'])) as { Config: { OnBuild: string[] | null } }[];
+  assert.ok(img !== undefined && (img.Config.OnBuild === null || img.Config.OnBuild.length === 0));
+});
+
+test('berth build: -t, --build-arg, --label, -q and a Dockerfile on stdin', () => {
+  const ctx = context({ 'Dockerfile': 'FROM busybox\nARG WHO=nobody\nCOPY . /ctx/\nRUN echo "hello $WHO" > /hello\nCMD ["cat", "/hello"]\n', 'keep.txt': 'k\n', 'skip.txt': 's\n', '.dockerignore': 'skip.txt\n' });
+  const env = { ...process.env, BERTH_HOST: `unix://${sock()}` };
+  const r = spawnSync(process.execPath, [BERTH_BIN, 'build', '-t', 'berth-built:1', '--build-arg', 'WHO=berth', '--label', 'made.by=berth', ctx], { encoding: 'utf8', env, timeout: 180_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /Successfully tagged berth-built:1/);
+  assert.equal(ok(['run', '--rm', 'berth-built:1']), 'hello berth\n');
+  assert.equal(ok(['run', '--rm', 'berth-built:1', 'ls', '/ctx']), 'Dockerfile\nkeep.txt\n');
+  const [img] = JSON.parse(ok(['image', 'inspect', 'berth-built:1'])) as { Id: string; Config: { Labels: Record<string, string> } }[];
+  assert.equal(img?.Config.Labels['made.by'], 'berth');
+  const q = spawnSync(process.execPath, [BERTH_BIN, 'build', '-q', '-t', 'berth-built:1', '--build-arg', 'WHO=berth', '--label', 'made.by=berth', ctx], { encoding: 'utf8', env, timeout: 180_000 });
+  assert.equal(q.status, 0, q.stderr);
+  assert.equal(q.stdout, `${img?.Id}\n`);
+  const f = spawnSync(process.execPath, [BERTH_BIN, 'build', '-'], { encoding: 'utf8', env, input: 'FROM busybox\nRUN exit 7\n', timeout: 180_000 });
+  assert.equal(f.status, 7);
+  assert.match(f.stderr, /returned a non-zero code: 7/);
+});
+
+test('docker build -q, a Dockerfile outside the context, a gzipped context on stdin, COPY --from an image', () => {
+  const ctx = context({ 'in/f.txt': 'payload\n' });
+  const df = join(dirs.base, 'outside.Dockerfile');
+  writeFileSync(df, 'ARG BASE=busybox\nFROM $BASE\nCOPY --from=busybox /bin/busybox /bb\nWORKDIR rel\nWORKDIR sub\nCOPY in/f.txt .\nRUN ["/bin/sh", "-c", "pwd > /where"]\nCMD ["cat", "/where", "f.txt"]\n');
+  const q = build(ctx, ['-q', '-f', df, '-t', 'outside']);
+  assert.equal(q.code, 0, q.stderr);
+  assert.match(q.stdout, /^sha256:[0-9a-f]{64}\n$/);
+  assert.equal(ok(['run', '--rm', 'outside']), '/rel/sub\npayload\n');
+  assert.equal(ok(['run', '--rm', 'outside', '/bb', 'echo', 'copied']), 'copied\n');
+  const tgz = spawnSync('tar', ['-C', ctx, '-czf', '-', '.']);
+  assert.equal(tgz.status, 0);
+  const r = spawnSync('/usr/local/bin/docker', ['-H', `unix://${sock()}`, 'build', '-q', '-f', 'in/Dockerfile', '-'], {
+    input: spawnSync('sh', ['-c', `mkdir -p ${ctx}/in && printf 'FROM busybox\\nCOPY f.txt /g\\n' > ${ctx}/in/Dockerfile && cp ${ctx}/in/f.txt ${ctx}/f.txt && tar -C ${ctx} -czf - .`]).stdout,
+    env: { ...process.env, DOCKER_BUILDKIT: '0', DOCKER_CONFIG: join(dirs.base, '.docker') }, encoding: 'buffer', timeout: 120_000,
+  });
+  assert.equal(r.status, 0, r.stderr.toString());
+  const id = r.stdout.toString().trim();
+  assert.equal(ok(['run', '--rm', id, 'cat', '/g']), 'payload\n');
+});
