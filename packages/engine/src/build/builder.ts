@@ -792,7 +792,7 @@ class BuildRun {
     const target: ImageDescriptor = { mediaType: st.types.manifest, digest: manifestDigest, size: manifest.length };
     const details = await this.images.reader.details(target);
     await this.images.unpack(details, lease);
-    await this.images.setName(`${DANGLING_PREFIX}${manifestDigest}`, target);
+    await this.images.setName(`${DANGLING_PREFIX}${manifestDigest}`, target, { intermediate: true });
     st.imageId = id;
     return { id, chainId: top };
   }

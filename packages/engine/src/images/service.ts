@@ -47,6 +47,8 @@ export type { ImageDetails, ParsedConfig, HistoryEntry } from './_model.js';
 
 /** Docker's name for the record that keeps an image without a name. */
 export const DANGLING_PREFIX = 'moby-dangling@';
+/** On the record of an image a build step made: listed only with `all`. */
+export const INTERMEDIATE_LABEL = 'berth.image.intermediate';
 const GC_REF_SNAPSHOT = `containerd.io/gc.ref.snapshot.${SNAPSHOTTER}`;
 const GC_REF_CONTENT = 'containerd.io/gc.ref.content.';
 const ZERO_TIME = '0001-01-01T00:00:00Z';
@@ -479,6 +481,8 @@ export class ImageService implements ImageResolver {
       if (before !== undefined && created >= before) continue;
       if (since !== undefined && created <= since) continue;
       if (until.some((u) => created > u)) continue;
+      // A build step's image (its cache entry) shows only with -a, as Docker's intermediate images.
+      if (opts.all !== true && img.records.length > 0 && img.records.every((r) => r.labels[INTERMEDIATE_LABEL] === '1')) continue;
       const s = await this.summary(img, apiVersionAtLeast144);
       if (dangling === true && s.RepoTags.length > 0) continue;
       if (dangling === false && s.RepoTags.length === 0) continue;
@@ -586,8 +590,9 @@ export class ImageService implements ImageResolver {
    * dangling record when nothing else names it (Docker's behaviour when a
    * tag moves to a new image).
    */
-  async setName(name: string, target: ImageDescriptor, opts: { tagged?: boolean } = {}): Promise<void> {
-    const labels = opts.tagged === true ? { [LAST_TAG_LABEL]: String(Date.now()) } : {};
+  async setName(name: string, target: ImageDescriptor, opts: { tagged?: boolean; intermediate?: boolean } = {}): Promise<void> {
+    const labels: Record<string, string> = opts.tagged === true ? { [LAST_TAG_LABEL]: String(Date.now()) } : {};
+    if (opts.intermediate === true) labels[INTERMEDIATE_LABEL] = '1';
     const before = await getRecord(this.client, name);
     if (before !== undefined && before.target.digest === target.digest) return;
     await putRecord(this.client, name, target, labels);
