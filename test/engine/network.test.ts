@@ -30,11 +30,25 @@ after(async () => {
 const PORT_BASE = 20000 + Math.floor(Math.random() * 20000);
 
 /** An HTTP GET over a raw TCP connection from the host; the body. */
-function httpGet(host: string, port: number, path: string): Promise<string> {
+/** GET over a published port; retried for a while (the server may still be starting, the machine loaded). */
+async function httpGet(host: string, port: number, path: string, ms = 15_000): Promise<string> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      const body = await httpGetOnce(host, port, path);
+      if (body !== '' || Date.now() > deadline) return body;
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function httpGetOnce(host: string, port: number, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = connect({ host, port });
     const chunks: Buffer[] = [];
-    s.setTimeout(5000, () => s.destroy(new Error(`timed out talking to ${host}:${port}`)));
+    s.setTimeout(3000, () => s.destroy(new Error(`timed out talking to ${host}:${port}`)));
     s.once('connect', () => s.write(`GET ${path} HTTP/1.0\r\n\r\n`));
     s.on('data', (b: Buffer) => chunks.push(b));
     s.once('error', reject);
