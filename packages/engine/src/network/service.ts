@@ -520,7 +520,13 @@ export class NetworkService implements NetworkHooks {
     if (mode.kind === 'host' || mode.kind === 'none') {
       const n = this.find(mode.kind);
       ns['Networks'] = { [n.Name]: { ...emptyEndpointView(), ...obj(nets[n.Name]), NetworkID: n.Id } };
-      return mode.kind === 'host' ? { hostGateway } : {};
+      if (mode.kind === 'host') return { hostGateway };
+      // `none`: a namespace of its own with only the loopback, up, as Docker gives it.
+      const path = this.netnsPath(c.Id);
+      await createNetns(path);
+      await cniExec({ command: 'ADD', containerId: c.Id, netns: path, ifname: 'lo', config: { name: 'loopback', type: 'loopback' } });
+      ns['SandboxKey'] = path;
+      return { netnsPath: path };
     }
     const primary = mode.kind !== 'network' || mode.name === 'default' ? 'bridge' : mode.name;
     const names = Object.keys(nets);
