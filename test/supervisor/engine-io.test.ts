@@ -408,7 +408,9 @@ test('an exec with attach: stdin, attached before it starts; with and without a 
     await a.unary(TASKS, 'DeleteProcess', { container_id: 'e1', exec_id: 'x2' }, ns);
 
     // A terminal exec: stdin typed before the start waits for its pty; the output is raw.
-    await a.unary(TASKS, 'Exec', { container_id: 'e1', exec_id: 'x3', stdin: 'attach:', terminal: true, spec: execSpec(['/bin/sh']) }, ns);
+    // `read` rather than an interactive shell: busybox's line editor asks the terminal for the cursor position
+    // (ESC [6n) and would take typed-ahead bytes for the answer.
+    await a.unary(TASKS, 'Exec', { container_id: 'e1', exec_id: 'x3', stdin: 'attach:', terminal: true, spec: execSpec(['/bin/sh', '-c', 'read cmd; eval "$cmd"']) }, ns);
     const tty = await Attach.open(attachSock('e1'), { exec_id: 'x3', stdin: true, stdout: true, stderr: true });
     assert.equal(tty.terminal, true);
     tty.write('tty; echo tty-$((6*7)); exit 3\n');
