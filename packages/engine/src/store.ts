@@ -22,20 +22,31 @@ CREATE TABLE IF NOT EXISTS kv (
 ) STRICT;
 `;
 
+/**
+ * A connection to the engine's database with the engine's settings (WAL,
+ * synchronous=FULL, a busy timeout) and a part's tables made if missing.
+ * Each part of the engine (containers, volumes, networks, the build cache)
+ * keeps its own tables in the one file.
+ */
+export function openEngineDb(path: string, schema: string, what: string): Database.Database {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  try {
+    const db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('busy_timeout = 5000');
+    db.exec(schema);
+    return db;
+  } catch (e) {
+    throw unavailable(`opening ${what} in ${path}: ${e instanceof Error ? e.message : String(e)}`, e);
+  }
+}
+
 export class EngineStore {
   private readonly db: Database.Database;
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    try {
-      this.db = new Database(path);
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = FULL');
-      this.db.pragma('busy_timeout = 5000');
-      this.db.exec(SCHEMA);
-    } catch (e) {
-      throw unavailable(`opening the engine database ${path}: ${e instanceof Error ? e.message : String(e)}`, e);
-    }
+    this.db = openEngineDb(path, SCHEMA, 'the engine database');
   }
 
   loadContainers<T>(): T[] {

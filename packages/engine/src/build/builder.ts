@@ -24,7 +24,8 @@ import { lstat, mkdir, mkdtemp, open, readFile, readlink, rm } from 'node:fs/pro
 import { PassThrough } from 'node:stream';
 import { join, posix } from 'node:path';
 import { finished } from 'node:stream/promises';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openEngineDb } from '../store.js';
 import { BerthError, ErrorKind, invalid, isKind, notFound, notImplemented } from '@berth/base';
 import { MediaType, TarWriter, applyLayer, decompress, familiarString, parseReference, readTar } from '@berth/images';
 import type { ImageDescriptor, TarEntryType, TarWriteEntry } from '@berth/images';
@@ -112,10 +113,7 @@ export class BuildCache {
   private readonly db: Database.Database;
 
   constructor(path: string) {
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.exec(CACHE_SCHEMA);
+    this.db = openEngineDb(path, CACHE_SCHEMA, 'the build cache');
   }
 
   get(key: string): string | undefined {

@@ -5,8 +5,8 @@
  * (network_id, address) pair makes a double allocation impossible, and the
  * row goes when the container leaves the network or stops.
  */
-import Database from 'better-sqlite3';
-import { unavailable } from '@berth/base';
+import type Database from 'better-sqlite3';
+import { openEngineDb } from '../store.js';
 import type { PortMapping } from './ports.js';
 
 const SCHEMA = `
@@ -69,15 +69,7 @@ export class NetworkStore {
   private readonly db: Database.Database;
 
   constructor(path: string) {
-    try {
-      this.db = new Database(path);
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = FULL');
-      this.db.pragma('busy_timeout = 5000');
-      this.db.exec(SCHEMA);
-    } catch (e) {
-      throw unavailable(`opening the network tables of ${path}: ${e instanceof Error ? e.message : String(e)}`, e);
-    }
+    this.db = openEngineDb(path, SCHEMA, 'the network tables');
   }
 
   networks(): NetworkRecord[] {

@@ -6,10 +6,8 @@
  *   anonymous_volumes  (container, destination) -> volume name: the anonymous
  *                      volumes a container was given, reused at each start
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
-import { unavailable } from '@berth/base';
+import type Database from 'better-sqlite3';
+import { openEngineDb } from '../store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS volumes (
@@ -40,16 +38,7 @@ export class VolumeDb {
   private readonly db: Database.Database;
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    try {
-      this.db = new Database(path);
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = FULL');
-      this.db.pragma('busy_timeout = 5000');
-      this.db.exec(SCHEMA);
-    } catch (e) {
-      throw unavailable(`opening the volume tables of ${path}: ${e instanceof Error ? e.message : String(e)}`, e);
-    }
+    this.db = openEngineDb(path, SCHEMA, 'the volume tables');
   }
 
   all(): VolumeRecord[] {
