@@ -4,20 +4,13 @@
 // (saved from berthd, loaded into dockerd). Cold builds (--no-cache, the image removed after each)
 // and fully cached builds (every step "Using cache"), medians of BENCH_N runs (default 5), the two
 // engines interleaved run by run. Both engines run on temp dirs that are removed at the end.
-import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, existsSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { stats } from './lib.js';
+import { join } from 'node:path';
+import { fmt, stats } from './lib.js';
+import { IMAGE, dockerEnv, dockerRun, missingEngine, scrub, scrubOnSignal, shareImage, startBerthd, startDockerd, stopEngine } from './_engines.js';
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
-const BERTHD = join(repo, 'packages/engine/bin/berthd.js');
-const DOCKER = '/usr/local/bin/docker';
-const DOCKERD = '/usr/sbin/dockerd';
 const N = Number(process.env.BENCH_N ?? 5);
-const IMAGE = 'busybox:latest';
 
 const DOCKERFILE = `FROM busybox
 ENV APP=/app MODE=bench
@@ -51,50 +44,11 @@ function makeContext(dir) {
   return bytes;
 }
 
-// ---- processes ----
-
-function pidsOf(dir) {
-  const out = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dir)) out.push(Number(p));
-    } catch { /* gone */ }
-  }
-  return out;
-}
-
-function mountsUnder(dir) {
-  const out = [];
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const point = line.split(' ')[4];
-    if (point === undefined) continue;
-    const p = point.replace(/\\([0-7]{3})/g, (_m, o) => String.fromCharCode(parseInt(o, 8)));
-    if (p === dir || p.startsWith(`${dir}/`)) out.push(p);
-  }
-  return out.sort((a, b) => b.length - a.length);
-}
-
-/** Last resort: the instance's processes killed by PID, its mounts undone, its dir removed. */
-function scrub(dir) {
-  for (const pid of pidsOf(dir)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
-  spawnSync('sleep', ['0.2']);
-  for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m]);
-  rmSync(dir, { recursive: true, force: true });
-  for (const r of readdirSync('/sys/fs/cgroup')) {
-    for (const name of ['berth', 'docker']) {
-      try { rmdirSync(join('/sys/fs/cgroup', r, name)); } catch { /* absent or in use */ }
-    }
-  }
-}
-
 // ---- the docker CLI ----
 
+/** docker with the classic builder (DOCKER_BUILDKIT=0); its stdout (a Buffer unless opts.encoding). */
 function cli(eng, args, opts = {}) {
-  const r = spawnSync(DOCKER, ['-H', `unix://${eng.socket}`, ...args], {
-    env: { ...process.env, DOCKER_CONFIG: join(eng.dir, '.docker'), DOCKER_BUILDKIT: '0' },
-    maxBuffer: 512 << 20, timeout: 600_000, ...opts,
-  });
+  const r = dockerRun(eng, args, { env: dockerEnv(eng, { DOCKER_BUILDKIT: '0' }), encoding: 'buffer', maxBuffer: 512 << 20, timeout: 600_000, ...opts });
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`${eng.name}: docker ${args.join(' ')} exited ${r.status ?? r.signal}: ${String(r.stderr).slice(0, 800)}${String(r.stdout).slice(-800)}`);
   return r.stdout;
@@ -111,92 +65,21 @@ function timedBuild(eng, ctx, tag, extra = []) {
   return { ms, cached };
 }
 
-// ---- the engines ----
-
-function spawnLogged(cmd, args, logFile) {
-  const fd = openSync(logFile, 'a');
-  try {
-    return spawn(cmd, args, { stdio: ['ignore', fd, fd] });
-  } finally {
-    closeSync(fd);
-  }
-}
-
-async function waitUp(eng, logFile) {
-  const deadline = Date.now() + 90_000;
-  while (Date.now() < deadline) {
-    if (eng.child.exitCode !== null || eng.child.signalCode !== null) break;
-    if (existsSync(eng.socket)) {
-      const r = spawnSync(DOCKER, ['-H', `unix://${eng.socket}`, 'image', 'inspect', IMAGE], { stdio: 'ignore', timeout: 10_000, env: { ...process.env, DOCKER_CONFIG: join(eng.dir, '.docker') } });
-      // dockerd answers without the image (it is loaded later); berthd has its own.
-      if (r.status === 0 || eng.name === 'dockerd') {
-        const v = spawnSync(DOCKER, ['-H', `unix://${eng.socket}`, 'version'], { stdio: 'ignore', timeout: 10_000, env: { ...process.env, DOCKER_CONFIG: join(eng.dir, '.docker') } });
-        if (v.status === 0) return;
-      }
-    }
-    await sleep(100);
-  }
-  throw new Error(`${eng.name} did not come up: ${readFileSync(logFile, 'utf8').slice(-2000)}`);
-}
-
-async function startBerthd(dir) {
-  const eng = { name: 'berthd', dir, socket: join(dir, 'berth.sock') };
-  eng.child = spawnLogged(process.execPath, [BERTHD, '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'x'),
-    '--pidfile', join(dir, 'berthd.pid'), '-H', `unix://${eng.socket}`], join(dir, 'berthd.log'));
-  await waitUp(eng, join(dir, 'berthd.log'));
-  return eng;
-}
-
-async function startDockerd(dir) {
-  const eng = { name: 'dockerd', dir, socket: join(dir, 'docker.sock') };
-  writeFileSync(join(dir, 'daemon.json'), '{}\n');
-  for (const d of ['data', 'exec']) mkdirSync(join(dir, d));
-  eng.child = spawnLogged(DOCKERD, ['--config-file', join(dir, 'daemon.json'), '--data-root', join(dir, 'data'),
-    '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'docker.pid'), '-H', `unix://${eng.socket}`,
-    '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false'], join(dir, 'dockerd.log'));
-  await waitUp(eng, join(dir, 'dockerd.log'));
-  return eng;
-}
-
-async function stopEngine(eng) {
-  try {
-    if (eng.child.exitCode === null && eng.child.signalCode === null) {
-      try {
-        const ids = cli(eng, ['ps', '-aq'], { encoding: 'utf8' }).split('\n').filter((s) => s !== '');
-        if (ids.length > 0) cli(eng, ['rm', '-f', ...ids]);
-      } catch (err) { console.error(`${eng.name}: removing containers: ${err.message}`); }
-      const exited = new Promise((r) => eng.child.once('exit', r));
-      process.kill(eng.child.pid, 'SIGTERM');
-      if (!(await Promise.race([exited.then(() => true), sleep(20_000).then(() => false)]))) {
-        process.kill(eng.child.pid, 'SIGKILL');
-        await exited;
-      }
-    }
-  } finally {
-    for (let round = 0; round < 10 && pidsOf(eng.dir).length > 0; round++) await sleep(200);
-    scrub(eng.dir);
-  }
-}
-
 // ---- measuring ----
 
-const fmt = (x, d = 1) => x.toFixed(d);
-
 export async function run() {
-  if (!existsSync(join(repo, 'packages/engine/dist/cmd/main.js'))) throw new Error('build first (npm run build)');
-  for (const bin of [DOCKER, DOCKERD]) if (!existsSync(bin)) { console.log(`\n## build: skipped (${bin} is not installed)`); return; }
+  const missing = missingEngine();
+  if (missing !== undefined) { console.log(`\n## build: skipped (${missing} is not installed)`); return; }
 
   // Short dirs: shim socket paths under the exec roots must stay within 107 bytes.
   const dirs = [mkdtempSync('/tmp/be-'), mkdtempSync('/tmp/bd-')];
   const engines = [];
-  const onSignal = (sig) => { for (const d of dirs) scrub(d); process.exit(sig === 'SIGINT' ? 130 : 143); };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const unguard = scrubOnSignal(dirs);
   try {
-    engines.push(await startBerthd(dirs[0]));
+    // berthd up once its built-in busybox is there; the same image then loaded into dockerd.
+    engines.push(await startBerthd(dirs[0], { image: IMAGE }));
     engines.push(await startDockerd(dirs[1]));
-    const [berthd, dockerd] = engines;
-    cli(dockerd, ['load'], { input: cli(berthd, ['save', IMAGE]) });
+    shareImage(engines, join(dirs[0], 'busybox.tar'));
 
     const ctx = join(dirs[0], 'ctx');
     const bytes = makeContext(ctx);
@@ -250,8 +133,7 @@ export async function run() {
       try { await stopEngine(e); } catch (err) { console.error(`${e.name}: stopping: ${err.message}`); }
     }
     for (const d of dirs) if (existsSync(d)) scrub(d);
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    unguard();
   }
 }
 

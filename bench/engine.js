@@ -6,43 +6,23 @@
 // Then `docker cp` of a ~200 MB tree (2,000 files of 1 kB to 1 MB, directories, symlinks) into a
 // running container and back out, medians of BENCH_CP_N or BENCH_N runs (default 5), each copy
 // checked against the source's checksum list. BENCH_ENGINE_ONLY=cp runs only that case.
-import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
-import { basename, join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { stats, median } from './lib.js';
+import { fmt, stats, median } from './lib.js';
+import { IMAGE, dockerAsync, dockerOk, missingEngine, procs, removeAll, scrub, scrubOnSignal, shareImage, startBerthd, startDockerd, stopEngine, timed } from './_engines.js';
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
-const BERTHD = join(repo, 'packages/engine/bin/berthd.js');
-const DOCKER = '/usr/local/bin/docker';
-const DOCKERD = '/usr/sbin/dockerd';
 const N = Number(process.env.BENCH_N ?? 15);
 const MANY = 50;
 const CONCURRENT = 20;
 const LOG_BYTES = 10 * 1024 * 1024;
-const IMAGE = 'busybox:latest';
 const ONLY = process.env.BENCH_ENGINE_ONLY ?? '';
 const CP_N = Number(process.env.BENCH_CP_N ?? process.env.BENCH_N ?? 5);
 const CP_FILES = 2000;
 const CP_BYTES = 200 * 1024 * 1024;
 
-// ---- processes and memory ----
-
-function procs() {
-  const out = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
-    try {
-      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').filter((s) => s !== '');
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      out.push({ pid: Number(p), ppid, cmd });
-    } catch { /* gone */ }
-  }
-  return out;
-}
+// ---- memory ----
 
 /** RSS and PSS of a process in kB (zeros when it is gone). */
 function memOf(pid) {
@@ -53,131 +33,6 @@ function memOf(pid) {
   } catch {
     return { rss: 0, pss: 0 };
   }
-}
-
-/** Processes whose command line mentions dir, and all their descendants (containers under shims). */
-function pidsOf(dir) {
-  const all = procs();
-  const set = new Set(all.filter((p) => p.cmd.some((a) => a.includes(dir))).map((p) => p.pid));
-  for (let grew = true; grew;) {
-    grew = false;
-    for (const p of all) if (set.has(p.ppid) && !set.has(p.pid)) { set.add(p.pid); grew = true; }
-  }
-  return [...set];
-}
-
-function mountsUnder(dir) {
-  const out = [];
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const point = line.split(' ')[4];
-    if (point === undefined) continue;
-    const p = point.replace(/\\([0-7]{3})/g, (_m, o) => String.fromCharCode(parseInt(o, 8)));
-    if (p === dir || p.startsWith(`${dir}/`)) out.push(p);
-  }
-  return out.sort((a, b) => b.length - a.length);
-}
-
-/** Last resort: every process of the instance killed, its mounts undone, its dir removed. */
-function scrub(dir) {
-  for (const pid of pidsOf(dir)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
-  spawnSync('sleep', ['0.2']);
-  for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m]);
-  rmSync(dir, { recursive: true, force: true });
-  // The engines' parent cgroups, once empty (an engine in use elsewhere keeps its own).
-  for (const r of readdirSync('/sys/fs/cgroup')) {
-    for (const name of ['berth', 'docker']) {
-      try { rmdirSync(join('/sys/fs/cgroup', r, name)); } catch { /* absent or in use */ }
-    }
-  }
-}
-
-// ---- the docker CLI ----
-
-function dockerArgs(eng, args) {
-  return { argv: ['-H', `unix://${eng.socket}`, ...args], env: { ...process.env, DOCKER_CONFIG: join(eng.dir, '.docker') } };
-}
-
-function dockerOk(eng, args, opts = {}) {
-  const { argv, env } = dockerArgs(eng, args);
-  const r = spawnSync(DOCKER, argv, { env, encoding: 'utf8', maxBuffer: 64 << 20, timeout: 300_000, ...opts });
-  if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`${eng.name}: docker ${args.join(' ')} exited ${r.status ?? r.signal}: ${String(r.stderr).slice(0, 600)}`);
-  return r.stdout;
-}
-
-const devnull = openSync('/dev/null', 'w');
-
-/** Wall time of one docker command in ms; stdout goes to /dev/null unless wanted. */
-function timed(eng, args, { keep = false } = {}) {
-  const { argv, env } = dockerArgs(eng, args);
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(DOCKER, argv, { env, stdio: ['ignore', keep ? 'pipe' : devnull, 'pipe'], encoding: 'utf8', timeout: 300_000 });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`${eng.name}: docker ${args.join(' ')} exited ${r.status ?? r.signal}: ${String(r.stderr).slice(0, 600)}`);
-  return { ms, out: keep ? r.stdout : '' };
-}
-
-function dockerAsync(eng, args) {
-  const { argv, env } = dockerArgs(eng, args);
-  return new Promise((resolve, reject) => {
-    const child = spawn(DOCKER, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c) => { out += c; });
-    child.stderr.on('data', (c) => { err += c; });
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${eng.name}: docker ${args.join(' ')} exited ${code}: ${err.slice(0, 600)}`))));
-  });
-}
-
-// ---- the engines ----
-
-async function waitUp(eng, logFile) {
-  const deadline = Date.now() + 90_000;
-  while (Date.now() < deadline) {
-    if (eng.child.exitCode !== null || eng.child.signalCode !== null) break;
-    if (existsSync(eng.socket)) {
-      const { argv, env } = dockerArgs(eng, ['version', '--format', '{{.Server.Version}}']);
-      if (spawnSync(DOCKER, argv, { env, stdio: 'ignore', timeout: 10_000 }).status === 0) return;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${eng.name} did not come up: ${readFileSync(logFile, 'utf8').slice(-2000)}`);
-}
-
-function spawnLogged(cmd, args, logFile) {
-  const fd = openSync(logFile, 'a');
-  try {
-    return spawn(cmd, args, { stdio: ['ignore', fd, fd] });
-  } finally {
-    closeSync(fd);
-  }
-}
-
-async function startBerthd(dir) {
-  const eng = {
-    name: 'berthd', dir, socket: join(dir, 'berth.sock'),
-    daemonNames: ['berthd', 'berth-containerd'], shim: 'berth-shim',
-  };
-  eng.child = spawnLogged(process.execPath, [BERTHD, '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'x'),
-    '--pidfile', join(dir, 'berthd.pid'), '-H', `unix://${eng.socket}`], join(dir, 'berthd.log'));
-  await waitUp(eng, join(dir, 'berthd.log'));
-  return eng;
-}
-
-async function startDockerd(dir) {
-  const eng = {
-    name: 'dockerd', dir, socket: join(dir, 'docker.sock'),
-    daemonNames: ['dockerd', 'containerd'], shim: 'containerd-shim-runc-v2',
-  };
-  writeFileSync(join(dir, 'daemon.json'), '{}\n');
-  for (const d of ['data', 'exec']) mkdirSync(join(dir, d));
-  eng.child = spawnLogged(DOCKERD, ['--config-file', join(dir, 'daemon.json'), '--data-root', join(dir, 'data'),
-    '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'docker.pid'), '-H', `unix://${eng.socket}`,
-    '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false'], join(dir, 'dockerd.log'));
-  await waitUp(eng, join(dir, 'dockerd.log'));
-  return eng;
 }
 
 /** The daemon and the supervisor it started (its child), with their memory. */
@@ -192,28 +47,6 @@ function daemonMemory(eng) {
 
 function shimMemory(eng) {
   return procs().filter((p) => p.cmd[0]?.endsWith(eng.shim) && p.cmd.some((a) => a.includes(eng.dir))).map((p) => memOf(p.pid));
-}
-
-function removeAll(eng) {
-  const ids = dockerOk(eng, ['ps', '-aq']).split('\n').filter((s) => s !== '');
-  if (ids.length > 0) dockerOk(eng, ['rm', '-f', ...ids]);
-}
-
-async function stopEngine(eng) {
-  try {
-    if (eng.child.exitCode === null && eng.child.signalCode === null) {
-      try { removeAll(eng); } catch (err) { console.error(`${eng.name}: removing containers: ${err.message}`); }
-      const exited = new Promise((r) => eng.child.once('exit', r));
-      process.kill(eng.child.pid, 'SIGTERM');
-      if (!(await Promise.race([exited.then(() => true), sleep(20_000).then(() => false)]))) {
-        process.kill(eng.child.pid, 'SIGKILL');
-        await exited;
-      }
-    }
-  } finally {
-    for (let round = 0; round < 10 && pidsOf(eng.dir).length > 0; round++) await sleep(200);
-    scrub(eng.dir);
-  }
 }
 
 // ---- measuring ----
@@ -331,18 +164,14 @@ async function cpCase(engines, work) {
   return { s, mbs, files: made.files, entries: want.length };
 }
 
-const fmt = (x, d = 1) => x.toFixed(d);
-
 export async function run() {
-  if (!existsSync(join(repo, 'packages/engine/dist/cmd/main.js'))) throw new Error('build first (npm run build)');
-  for (const bin of [DOCKER, DOCKERD]) if (!existsSync(bin)) { console.log(`\n## engine: skipped (${bin} is not installed)`); return; }
+  const missing = missingEngine();
+  if (missing !== undefined) { console.log(`\n## engine: skipped (${missing} is not installed)`); return; }
 
   // Short dirs: shim socket paths under the exec roots must stay within 107 bytes.
   const dirs = [mkdtempSync('/tmp/be-'), mkdtempSync('/tmp/bd-')];
   const engines = [];
-  const onSignal = (sig) => { for (const d of dirs) scrub(d); process.exit(sig === 'SIGINT' ? 130 : 143); };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const unguard = scrubOnSignal(dirs);
   const result = { n: N, times: {}, memory: {} };
   try {
     const t0 = Date.now();
@@ -350,16 +179,12 @@ export async function run() {
     engines.push(berth);
     const dockerd = await startDockerd(dirs[1]);
     engines.push(dockerd);
-    const [b, d] = engines;
+    const d = engines[1];
 
     // The same image in both: saved from berthd (its built-in busybox), loaded into dockerd.
-    const tar = join(dirs[0], 'busybox.tar');
-    dockerOk(b, ['save', '-o', tar, IMAGE]);
-    dockerOk(d, ['load', '-i', tar]);
-    const ids = engines.map((e) => dockerOk(e, ['image', 'inspect', '--format', '{{.Id}}', IMAGE]).trim());
-    if (ids[0] !== ids[1]) throw new Error(`image IDs differ after save/load: berthd ${ids[0]}, dockerd ${ids[1]}`);
+    const id = shareImage(engines, join(dirs[0], 'busybox.tar'));
     console.log(`\n## engine: berthd vs dockerd ${dockerOk(d, ['version', '--format', '{{.Server.Version}}']).trim()}, docker CLI ${dockerOk(d, ['version', '--format', '{{.Client.Version}}']).trim()}`);
-    console.log(`image ${IMAGE} ${ids[0].slice(0, 19)} in both; medians of ${N} runs, the engines alternating (set up in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    console.log(`image ${IMAGE} ${id.slice(0, 19)} in both; medians of ${N} runs, the engines alternating (set up in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 
     // What a container gets by default in each (a fact to read the run times with).
     const hostNet = readlinkSync('/proc/self/ns/net');
@@ -493,8 +318,7 @@ export async function run() {
       try { await stopEngine(e); } catch (err) { console.error(`${e.name}: stopping: ${err.message}`); }
     }
     for (const d of dirs) if (existsSync(d)) scrub(d);
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    unguard();
   }
 }
 

@@ -37,3 +37,6 @@ export function which(bin) {
   const r = spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim() : undefined;
 }
+
+/** x with d decimals. */
+export const fmt = (x, d = 1) => x.toFixed(d);

@@ -10,21 +10,16 @@
 //   and rules) and checks that the host is as it was.
 // dockerd runs here with iptables and its bridge driver on, on a bridge of its own made by the
 // benchmark (`-b`), so the host's docker0 (if any) is never touched. Medians of BENCH_N (default 9).
-import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { stats } from './lib.js';
+import { fmt, stats } from './lib.js';
+import { IMAGE, dockerOk, dockerRun, missingEngine, mountsUnder, pidsOf, scrub, scrubOnSignal, shareImage, startBerthd, startDockerd, stopEngine, timed } from './_engines.js';
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
-const BERTHD = join(repo, 'packages/engine/bin/berthd.js');
-const DOCKER = '/usr/local/bin/docker';
-const DOCKERD = '/usr/sbin/dockerd';
 const N = Number(process.env.BENCH_N ?? 9);
 const COUNT = Number(process.env.BENCH_NET_COUNT ?? 200);
-const IMAGE = 'busybox:latest';
 const SYSCTLS = ['/proc/sys/net/ipv4/ip_forward', '/proc/sys/net/bridge/bridge-nf-call-iptables', '/proc/sys/net/bridge/bridge-nf-call-ip6tables'];
 
 // ---- host commands ----
@@ -34,58 +29,6 @@ function sh(cmd, args, { check = true } = {}) {
   if (r.error) throw r.error;
   if (check && r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}: ${String(r.stderr).trim().slice(0, 400)}`);
   return r.stdout;
-}
-
-function procs() {
-  const out = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
-    try {
-      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').filter((s) => s !== '');
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      out.push({ pid: Number(p), ppid, cmd });
-    } catch { /* gone */ }
-  }
-  return out;
-}
-
-/** Processes whose command line mentions dir, and all their descendants. */
-function pidsOf(dir) {
-  const all = procs();
-  const set = new Set(all.filter((p) => p.cmd.some((a) => a.includes(dir))).map((p) => p.pid));
-  for (let grew = true; grew;) {
-    grew = false;
-    for (const p of all) if (set.has(p.ppid) && !set.has(p.pid)) { set.add(p.pid); grew = true; }
-  }
-  return [...set];
-}
-
-/** Mounts at or under dir: [{ point, fstype }], deepest first. */
-function mountsUnder(dir) {
-  const out = [];
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    const point = f[4];
-    if (point === undefined) continue;
-    const p = point.replace(/\\([0-7]{3})/g, (_m, o) => String.fromCharCode(parseInt(o, 8)));
-    const fstype = f[f.indexOf('-') + 1] ?? '';
-    if (p === dir || p.startsWith(`${dir}/`)) out.push({ point: p, fstype });
-  }
-  return out.sort((a, b) => b.point.length - a.point.length);
-}
-
-/** Last resort: every process of the instance killed, its mounts undone, its dir removed. */
-function scrub(dir) {
-  for (const pid of pidsOf(dir)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
-  spawnSync('sleep', ['0.2']);
-  for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m.point]);
-  rmSync(dir, { recursive: true, force: true });
-  for (const r of readdirSync('/sys/fs/cgroup')) {
-    for (const name of ['berth', 'docker']) {
-      try { rmdirSync(join('/sys/fs/cgroup', r, name)); } catch { /* absent or in use */ }
-    }
-  }
 }
 
 // ---- links, routes, iptables ----
@@ -182,103 +125,6 @@ function readSysctls() {
   return Object.fromEntries(SYSCTLS.filter((p) => existsSync(p)).map((p) => [p, readFileSync(p, 'utf8').trim()]));
 }
 
-// ---- the docker CLI ----
-
-function dockerArgs(eng, args) {
-  return { argv: ['-H', `unix://${eng.socket}`, ...args], env: { ...process.env, DOCKER_CONFIG: join(eng.dir, '.docker') } };
-}
-
-function dockerRun(eng, args) {
-  const { argv, env } = dockerArgs(eng, args);
-  return spawnSync(DOCKER, argv, { env, encoding: 'utf8', maxBuffer: 64 << 20, timeout: 300_000 });
-}
-
-function dockerOk(eng, args) {
-  const r = dockerRun(eng, args);
-  if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`${eng.name}: docker ${args.join(' ')} exited ${r.status ?? r.signal}: ${String(r.stderr).slice(0, 600)}`);
-  return r.stdout;
-}
-
-const devnull = openSync('/dev/null', 'w');
-
-/** Wall time of one docker command in ms. */
-function timed(eng, args, { keep = false } = {}) {
-  const { argv, env } = dockerArgs(eng, args);
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(DOCKER, argv, { env, stdio: ['ignore', keep ? 'pipe' : devnull, 'pipe'], encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`${eng.name}: docker ${args.join(' ')} exited ${r.status ?? r.signal}: ${String(r.stderr).slice(0, 600)}`);
-  return { ms, out: keep ? r.stdout : '' };
-}
-
-// ---- the engines ----
-
-async function waitUp(eng, logFile) {
-  const deadline = Date.now() + 90_000;
-  while (Date.now() < deadline) {
-    if (eng.child.exitCode !== null || eng.child.signalCode !== null) break;
-    if (existsSync(eng.socket)) {
-      const { argv, env } = dockerArgs(eng, ['version', '--format', '{{.Server.Version}}']);
-      if (spawnSync(DOCKER, argv, { env, stdio: 'ignore', timeout: 10_000 }).status === 0) return;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${eng.name} did not come up: ${readFileSync(logFile, 'utf8').slice(-2000)}`);
-}
-
-function spawnLogged(cmd, args, logFile) {
-  const fd = openSync(logFile, 'a');
-  try {
-    return spawn(cmd, args, { stdio: ['ignore', fd, fd] });
-  } finally {
-    closeSync(fd);
-  }
-}
-
-async function startBerthd(dir) {
-  const exec = join(dir, 'x');
-  const tag = createHash('sha256').update(exec).digest('hex').slice(0, 6);
-  const eng = { name: 'berthd', dir, socket: join(dir, 'berth.sock'), defaultBridge: `berth-${tag}`, tag };
-  eng.child = spawnLogged(process.execPath, [BERTHD, '--data-root', join(dir, 'data'), '--exec-root', exec,
-    '--pidfile', join(dir, 'berthd.pid'), '-H', `unix://${eng.socket}`], join(dir, 'berthd.log'));
-  await waitUp(eng, join(dir, 'berthd.log'));
-  return eng;
-}
-
-async function startDockerd(dir, bridge) {
-  const eng = { name: 'dockerd', dir, socket: join(dir, 'docker.sock'), defaultBridge: bridge };
-  writeFileSync(join(dir, 'daemon.json'), '{}\n');
-  for (const d of ['data', 'exec']) mkdirSync(join(dir, d));
-  eng.child = spawnLogged(DOCKERD, ['--config-file', join(dir, 'daemon.json'), '--data-root', join(dir, 'data'),
-    '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'docker.pid'), '-H', `unix://${eng.socket}`,
-    '-b', bridge, '--iptables=true', '--ip6tables=false', '--ip-masq=true', '--ipv6=false'], join(dir, 'dockerd.log'));
-  await waitUp(eng, join(dir, 'dockerd.log'));
-  return eng;
-}
-
-function removeAll(eng) {
-  const ids = dockerOk(eng, ['ps', '-aq']).split('\n').filter((s) => s !== '');
-  if (ids.length > 0) dockerOk(eng, ['rm', '-f', ...ids]);
-}
-
-/** Containers and the benchmark's network removed, then SIGTERM (SIGKILL after 20 s). */
-async function stopEngine(eng, network) {
-  if (eng.child.exitCode !== null || eng.child.signalCode !== null) return;
-  try {
-    removeAll(eng);
-    if (network !== undefined && dockerRun(eng, ['network', 'inspect', network]).status === 0) dockerOk(eng, ['network', 'rm', network]);
-  } catch (err) { console.error(`${eng.name}: removing containers and networks: ${err.message}`); }
-  const exited = new Promise((r) => eng.child.once('exit', r));
-  process.kill(eng.child.pid, 'SIGTERM');
-  if (!(await Promise.race([exited.then(() => true), sleep(20_000).then(() => false)]))) {
-    process.kill(eng.child.pid, 'SIGKILL');
-    await exited;
-  }
-  for (let round = 0; round < 25 && pidsOf(eng.dir).length > 0; round++) await sleep(200);
-}
-
 // ---- measuring ----
 
 /** fn(engine, variant) for every engine and variant, N times, orders alternating; stats per engine and variant. */
@@ -293,8 +139,6 @@ function sample(engines, variants, fn, n = N) {
   return (e, v) => stats(xs.get(`${e}|${v}`));
 }
 
-const fmt = (x, d = 1) => x.toFixed(d);
-
 function printChecks(checks, log = console.log) {
   log('\n| check | result | detail |');
   log('|---|---|---|');
@@ -302,8 +146,8 @@ function printChecks(checks, log = console.log) {
 }
 
 export async function run() {
-  if (!existsSync(join(repo, 'packages/engine/dist/cmd/main.js'))) throw new Error('build first (npm run build)');
-  for (const bin of [DOCKER, DOCKERD]) if (!existsSync(bin)) { console.log(`\n## network: skipped (${bin} is not installed)`); return; }
+  const missing = missingEngine();
+  if (missing !== undefined) { console.log(`\n## network: skipped (${missing} is not installed)`); return; }
   const preDocker = iptablesSave().flatMap((t) => [...t.chains.keys()].filter((c) => c.startsWith('DOCKER')));
   if (preDocker.length > 0) {
     console.log(`\n## network: skipped (the host already has DOCKER iptables chains: ${preDocker.join(', ')}; they could not be told apart from this run's)`);
@@ -317,12 +161,7 @@ export async function run() {
   const before = { sysctls: readSysctls(), policies: policies(), links: new Set(links().map((l) => l.ifname)) };
   const dirs = [mkdtempSync('/tmp/bn-b-'), mkdtempSync('/tmp/bn-d-')];
   const engines = [];
-  const onSignal = (sig) => {
-    for (const d of dirs) scrub(d);
-    process.exit(sig === 'SIGINT' ? 130 : 143);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const unguard = scrubOnSignal(dirs);
   let berthTag = '';
   let done = false;
   const dockerOwned = (s) => s.includes('DOCKER') || s.includes(names.dBridge) || s.includes(names.dNet)
@@ -342,19 +181,16 @@ export async function run() {
     sh('ip', ['link', 'set', 'dev', names.dBridge, 'up']);
 
     const berth = await startBerthd(dirs[0]);
-    berthTag = berth.tag;
+    // berthd names its default bridge and its iptables chains after a hash of its exec root.
+    berthTag = createHash('sha256').update(berth.exec).digest('hex').slice(0, 6);
     engines.push(berth);
-    const dockerd = await startDockerd(dirs[1], names.dBridge);
+    const dockerd = await startDockerd(dirs[1], ['-b', names.dBridge, '--iptables=true', '--ip6tables=false', '--ip-masq=true', '--ipv6=false']);
     engines.push(dockerd);
     const [b, d] = engines;
 
-    const tar = join(dirs[0], 'busybox.tar');
-    dockerOk(b, ['save', '-o', tar, IMAGE]);
-    dockerOk(d, ['load', '-i', tar]);
-    const ids = engines.map((e) => dockerOk(e, ['image', 'inspect', '--format', '{{.Id}}', IMAGE]).trim());
-    if (ids[0] !== ids[1]) throw new Error(`image IDs differ after save/load: berthd ${ids[0]}, dockerd ${ids[1]}`);
+    const id = shareImage(engines, join(dirs[0], 'busybox.tar'));
     console.log(`\n## network: berthd vs dockerd ${dockerOk(d, ['version', '--format', '{{.Server.Version}}']).trim()} (iptables on, bridge ${names.dBridge} ${dBip}), docker CLI ${dockerOk(d, ['version', '--format', '{{.Client.Version}}']).trim()}`);
-    console.log(`image ${IMAGE} ${ids[0].slice(0, 19)} in both; medians of ${N} runs, engines and variants alternating; ${COUNT} containers on one network (set up in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    console.log(`image ${IMAGE} ${id.slice(0, 19)} in both; medians of ${N} runs, engines and variants alternating; ${COUNT} containers on one network (set up in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 
     // What a container sees on each network mode (facts to read the times with).
     const hostNet = readlinkSync('/proc/self/ns/net');
@@ -448,7 +284,7 @@ export async function run() {
   } finally {
     // ---- stop, then what each engine left on the host ----
     for (const e of [...engines].reverse()) {
-      try { await stopEngine(e, NETWORK); } catch (err) { console.error(`${e.name}: stopping: ${err.message}`); }
+      try { await stopEngine(e, { network: NETWORK, keep: true }); } catch (err) { console.error(`${e.name}: stopping: ${err.message}`); }
     }
     const now = links();
     const newVeths = now.filter((l) => !before.links.has(l.ifname) && l.linkinfo?.info_kind === 'veth' && (l.master === undefined
@@ -497,8 +333,7 @@ export async function run() {
       left.length + nsLeft.length + sysDiff.length + polDiff.length + ipAfter.reduce((s, x) => s + x.rules.length + x.chains.length, 0) === 0,
       [left.join(','), nsLeft.map((m) => m.point).join(','), sysDiff.join(','), polDiff.join(','),
         ipAfter.map((x) => [...x.chains, ...x.rules].join(',')).join('')].filter((s) => s !== '').join('; '));
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    unguard();
     if (!done) printChecks(checks, console.error);
   }
 

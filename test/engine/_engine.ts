@@ -9,6 +9,7 @@ import { after, before } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join, dirname } from 'node:path';
@@ -184,6 +185,30 @@ export async function cleanupEngine(e: EngineProcess | undefined, dirs: EngineDi
     unmountUnder(dirs.base);
     rmSync(dirs.base, { recursive: true, force: true });
     removeEmptyCgroupParents('berth');
+    removeInstanceNetwork(dirs.execRoot);
+  }
+}
+
+/**
+ * The default bridge and iptables rules of an engine instance (named by a tag of its exec root), for
+ * when it could not tear them down itself (killed); a cleanly stopped engine has left none.
+ */
+export function removeInstanceNetwork(execRoot: string): void {
+  const tag = createHash('sha256').update(execRoot).digest('hex').slice(0, 6);
+  spawnSync('ip', ['link', 'del', `berth-${tag}`], { stdio: 'ignore' });
+  for (const table of ['filter', 'nat']) {
+    const rules = spawnSync('iptables', ['-t', table, '-S'], { encoding: 'utf8' }).stdout ?? '';
+    for (const line of rules.split('\n')) {
+      if (!line.startsWith('-A ') || !line.includes(`berth:${tag}`)) continue;
+      const args = line.slice(3).match(/"[^"]*"|\S+/g)?.map((a) => a.replace(/^"|"$/g, '')) ?? [];
+      spawnSync('iptables', ['-t', table, '-D', ...args], { stdio: 'ignore' });
+    }
+    for (const line of rules.split('\n')) {
+      const chain = /^-N (BERTH-[0-9a-f]{6}-[A-Z]+)$/.exec(line)?.[1];
+      if (chain === undefined || !chain.startsWith(`BERTH-${tag}-`)) continue;
+      spawnSync('iptables', ['-t', table, '-F', chain], { stdio: 'ignore' });
+      spawnSync('iptables', ['-t', table, '-X', chain], { stdio: 'ignore' });
+    }
   }
 }
 
