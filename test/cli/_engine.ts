@@ -301,16 +301,6 @@ export function engines(): Array<{ name: string; start: () => Promise<RunningEng
 }
 
 /**
- * Skips the running test on berthd while berthd lacks what it needs (`reason` names
- * the missing feature); returns true when skipped, so the test can return.
- */
-export function skipOnBerthd(t: { skip(message?: string): void }, e: Engine, reason: string): boolean {
-  if (e.name !== 'berthd') return false;
-  t.skip(reason);
-  return true;
-}
-
-/**
  * One describe block per engine; the engine is started before its tests and
  * stopped after them. `get()` returns it inside tests.
  */

@@ -2,29 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { request } from 'node:http';
 import { IMAGE, forEachEngine, normaliseTable, sameResult } from './_engine.js';
 import type { Engine } from './_engine.js';
-
-/** The status of GET /networks on the engine's socket. */
-function networksStatus(e: Engine): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: e.socket, path: '/networks', method: 'GET' }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** Skips on berthd while it has no /networks routes; true when skipped. */
-async function skipWithoutNetworks(t: { skip(message?: string): void }, e: Engine): Promise<boolean> {
-  if (e.name !== 'berthd') return false;
-  if ((await networksStatus(e)) !== 404) return false;
-  t.skip('berthd networks not yet landed');
-  return true;
-}
 
 /** A /24 prefix (`10.214.N`) that no route or address here uses. */
 function freePrefix(taken: Set<string>): string {
@@ -59,7 +38,6 @@ forEachEngine('berth network commands', (engine) => {
 
   test('create with IPAM, labels, options and --internal; inspect matches docker', async (t) => {
     const e = engine();
-    if (await skipWithoutNetworks(t, e)) return;
     removeAfter(t, e, ['netcreate']);
     const p = freePrefix(taken);
     const c = await e.berth([
@@ -89,7 +67,6 @@ forEachEngine('berth network commands', (engine) => {
 
   test('create refuses what docker refuses', async (t) => {
     const e = engine();
-    if (await skipWithoutNetworks(t, e)) return;
     const p = freePrefix(taken);
     removeAfter(t, e, ['netdup', 'netopt', 'netbad1', 'netbad2', 'netbad3', 'netbad5']);
     const q = freePrefix(taken);
@@ -112,7 +89,6 @@ forEachEngine('berth network commands', (engine) => {
 
   test('ls: table, -q, --no-trunc, --format, filters', async (t) => {
     const e = engine();
-    if (await skipWithoutNetworks(t, e)) return;
     removeAfter(t, e, ['netls10', 'netls2', 'netls1']);
     for (const [name, label] of [['netls10', 'a=1'], ['netls2', 'a=2'], ['netls1', 'b=3']] as const) {
       const r = await e.berth(['network', 'create', '--subnet', `${freePrefix(taken)}.0/24`, '--label', label, name]);
@@ -137,7 +113,6 @@ forEachEngine('berth network commands', (engine) => {
 
   test('connect --ip --alias and disconnect -f a running container', async (t) => {
     const e = engine();
-    if (await skipWithoutNetworks(t, e)) return;
     removeAfter(t, e, ['netconn1', 'netconn2']);
     const p = freePrefix(taken);
     const q = freePrefix(taken);
@@ -178,7 +153,6 @@ forEachEngine('berth network commands', (engine) => {
 
   test('rm and prune', async (t) => {
     const e = engine();
-    if (await skipWithoutNetworks(t, e)) return;
     removeAfter(t, e, ['netrm1', 'netrm2', 'netprune1', 'netprune2']);
     for (const n of ['netrm1', 'netrm2', 'netprune1', 'netprune2']) {
       assert.equal((await e.berth(['network', 'create', '--subnet', `${freePrefix(taken)}.0/24`, '--label', `group=${n.replace(/\d$/, '')}`, n])).code, 0);

@@ -126,6 +126,11 @@ export class BuildCache {
       .run(key, value, Date.now());
   }
 
+  /** Forget every step; the number of entries dropped. */
+  clear(): number {
+    return this.db.prepare('DELETE FROM build_cache').run().changes;
+  }
+
   close(): void {
     this.db.close();
   }

@@ -13,6 +13,7 @@ import { authConfigOf, registryDomain } from '../images/_auth.js';
 import type { AuthConfig } from '../images/_auth.js';
 import { ImageService } from '../images/service.js';
 import type { Router } from '../server/router.js';
+import { INTERMEDIATE_LABEL } from '../images/service.js';
 
 /** A JSON object of strings from a query parameter (`buildargs`, `labels`); null values kept as undefined. */
 function jsonMap(raw: string | undefined, what: string): Record<string, string | undefined> {
@@ -54,6 +55,22 @@ function registryConfig(header: string | string[] | undefined): Map<string, Auth
 export function buildRoutes(router: Router, engine: Engine, containers: ContainerService, images: ImageService): void {
   const cache = new BuildCache(join(engine.paths.dataRoot, 'engine.db'));
   const builder = new Builder(engine, containers, images, cache);
+
+  // `docker builder prune`, `system prune`: the step cache goes, and the build steps' images no container uses.
+  router.post('/build/prune', async (ctx) => {
+    const entries = cache.clear();
+    const deleted: string[] = [];
+    let reclaimed = 0;
+    for (const img of await images.images()) {
+      if (img.records.length === 0 || !img.records.every((r) => r.labels[INTERMEDIATE_LABEL] === '1')) continue;
+      if (engine.imageInUse(img.id) !== undefined) continue;
+      reclaimed += await images.sizeOf(img.details);
+      await images.remove(img.id, { force: false }, (id) => engine.imageInUse(id));
+      deleted.push(img.id);
+    }
+    engine.events.emit('builder', 'prune', '', { reclaimed: String(reclaimed) });
+    ctx.send(200, { CachesDeleted: deleted.length === 0 && entries === 0 ? null : deleted, SpaceReclaimed: reclaimed });
+  });
 
   router.post('/build', async (ctx) => {
     const remote = ctx.str('remote');
