@@ -359,29 +359,49 @@ function octal(n: number, width: number): string {
   return `${n.toString(8).padStart(width - 1, '0')}\0`;
 }
 
-/** A ustar archive of regular files and directories (names under 100 bytes). */
-export function tarOf(entries: ReadonlyArray<{ path: string; content?: Buffer | string; mode?: number; dir?: boolean }>): Buffer {
+/** One entry of a hand-made ustar archive, written as given (nothing normalised). */
+export interface UstarEntry {
+  readonly name: string;
+  readonly body: Buffer;
+  readonly mode: number;
+  /** '0' file, '5' directory, '2' symlink. */
+  readonly type: '0' | '5' | '2';
+  readonly linkname?: string;
+}
+
+/** A ustar archive of the entries (names and link names under 100 bytes), uid/gid 0, mtime 0. */
+export function ustar(entries: readonly UstarEntry[]): Buffer {
   const parts: Buffer[] = [];
   for (const e of entries) {
-    const body = e.dir === true ? Buffer.alloc(0) : Buffer.from(e.content ?? '');
     const h = Buffer.alloc(512);
-    h.write(e.dir === true && !e.path.endsWith('/') ? `${e.path}/` : e.path, 0, 100, 'utf8');
-    h.write(octal(e.mode ?? (e.dir === true ? 0o755 : 0o644), 8), 100, 'ascii');
+    h.write(e.name, 0, 100, 'utf8');
+    h.write(octal(e.mode, 8), 100, 'ascii');
     h.write(octal(0, 8), 108, 'ascii');
     h.write(octal(0, 8), 116, 'ascii');
-    h.write(octal(body.length, 12), 124, 'ascii');
+    h.write(octal(e.body.length, 12), 124, 'ascii');
     h.write(octal(0, 12), 136, 'ascii');
     h.write('        ', 148, 'ascii');
-    h.write(e.dir === true ? '5' : '0', 156, 'ascii');
+    h.write(e.type, 156, 'ascii');
+    if (e.linkname !== undefined) h.write(e.linkname, 157, 100, 'utf8');
     h.write('ustar\0', 257, 'ascii');
     h.write('00', 263, 'ascii');
     let sum = 0;
     for (const b of h) sum += b;
     h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'ascii');
-    parts.push(h, body, Buffer.alloc((512 - (body.length % 512)) % 512));
+    parts.push(h, e.body, Buffer.alloc((512 - (e.body.length % 512)) % 512));
   }
   parts.push(Buffer.alloc(1024));
   return Buffer.concat(parts);
+}
+
+/** A ustar archive of regular files and directories (directory names get their `/`). */
+export function tarOf(entries: ReadonlyArray<{ path: string; content?: Buffer | string; mode?: number; dir?: boolean }>): Buffer {
+  return ustar(entries.map((e) => ({
+    name: e.dir === true && !e.path.endsWith('/') ? `${e.path}/` : e.path,
+    body: e.dir === true ? Buffer.alloc(0) : Buffer.from(e.content ?? ''),
+    mode: e.mode ?? (e.dir === true ? 0o755 : 0o644),
+    type: e.dir === true ? '5' : '0',
+  })));
 }
 
 export const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;

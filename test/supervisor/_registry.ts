@@ -7,17 +7,17 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 
 export const SKOPEO = '/usr/bin/skopeo';
 export const UMOCI = '/usr/bin/umoci';
 
-export { freePort, startRegistry } from '../registry/_registry.js';
+export { freePort, sha256, startRegistry, tempDir } from '../registry/_registry.js';
+import { sha256, ustar } from '../registry/_registry.js';
 export type { Registry } from '../registry/_registry.js';
 
 export interface CorruptingProxy {
@@ -117,37 +117,17 @@ export interface RawEntry {
   readonly linkname?: string;
 }
 
-function octal(n: number, width: number): string {
-  return `${n.toString(8).padStart(width - 1, '0')}\0`;
-}
-
 /** A ustar archive written entry by entry, names as given (nothing normalised). */
 export function rawTar(entries: readonly RawEntry[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const e of entries) {
-    const body = Buffer.from(e.type === 'file' ? e.content ?? '' : '');
-    const h = Buffer.alloc(512);
-    h.write(e.name, 0, 100, 'utf8');
-    h.write(octal(e.type === 'file' ? 0o644 : 0o755, 8), 100, 'ascii');
-    h.write(octal(0, 8), 108, 'ascii');
-    h.write(octal(0, 8), 116, 'ascii');
-    h.write(octal(body.length, 12), 124, 'ascii');
-    h.write(octal(0, 12), 136, 'ascii');
-    h.write('        ', 148, 'ascii');
-    h.write(e.type === 'file' ? '0' : e.type === 'dir' ? '5' : '2', 156, 'ascii');
-    if (e.linkname !== undefined) h.write(e.linkname, 157, 100, 'utf8');
-    h.write('ustar\0', 257, 'ascii');
-    h.write('00', 263, 'ascii');
-    let sum = 0;
-    for (const b of h) sum += b;
-    h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'ascii');
-    parts.push(h, body, Buffer.alloc((512 - (body.length % 512)) % 512));
-  }
-  parts.push(Buffer.alloc(1024));
-  return Buffer.concat(parts);
+  return ustar(entries.map((e) => ({
+    name: e.name,
+    body: Buffer.from(e.type === 'file' ? e.content ?? '' : ''),
+    mode: e.type === 'file' ? 0o644 : 0o755,
+    type: e.type === 'file' ? '0' : e.type === 'dir' ? '5' : '2',
+    ...(e.linkname !== undefined ? { linkname: e.linkname } : {}),
+  })));
 }
 
-export const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 export interface LayoutImage {
   readonly layout: string;
@@ -197,11 +177,6 @@ export function chainIdsOf(diffIds: readonly string[]): string[] {
   return out;
 }
 
-/** A fresh temp dir and its removal. */
-export function tempDir(prefix: string): { path: string; remove(): void } {
-  const path = mkdtempSync(join(tmpdir(), prefix));
-  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
-}
 
 /** Mount points at or below dir (from /proc/self/mountinfo), deepest first. */
 export function mountsUnder(dir: string): string[] {
