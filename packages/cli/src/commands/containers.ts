@@ -238,37 +238,27 @@ const STOP_FLAGS = [
   { long: 'timeout', short: 't', kind: 'int', help: 'Seconds to wait before killing the container' },
 ] as const;
 
-export const stop: Command = {
-  name: 'stop',
-  usage: 'stop [OPTIONS] CONTAINER [CONTAINER...]',
-  description: 'Stop one or more running containers',
-  args: { min: 1 },
-  flags: [...STOP_FLAGS, { long: 'time', kind: 'int', help: 'Seconds to wait before killing the container', hidden: true }],
-  async run(ctx, flags, args) {
-    const client = await ctx.client();
-    const t = flags.int('timeout') ?? flags.int('time');
-    return forEachName(ctx, args, async (name) => {
-      await client.call('POST', `/containers/${encodeURIComponent(name)}/stop`, { query: { t, signal: flags.string('signal') } });
-      return name;
-    });
-  },
-};
+/** stop and restart: the same flags, one endpoint each. */
+function stopLike(action: 'stop' | 'restart', description: string): Command {
+  return {
+    name: action,
+    usage: `${action} [OPTIONS] CONTAINER [CONTAINER...]`,
+    description,
+    args: { min: 1 },
+    flags: [...STOP_FLAGS, { long: 'time', kind: 'int', help: 'Seconds to wait before killing the container', hidden: true }],
+    async run(ctx, flags, args) {
+      const client = await ctx.client();
+      const t = flags.int('timeout') ?? flags.int('time');
+      return forEachName(ctx, args, async (name) => {
+        await client.call('POST', `/containers/${encodeURIComponent(name)}/${action}`, { query: { t, signal: flags.string('signal') } });
+        return name;
+      });
+    },
+  };
+}
 
-export const restart: Command = {
-  name: 'restart',
-  usage: 'restart [OPTIONS] CONTAINER [CONTAINER...]',
-  description: 'Restart one or more containers',
-  args: { min: 1 },
-  flags: [...STOP_FLAGS, { long: 'time', kind: 'int', help: 'Seconds to wait before killing the container', hidden: true }],
-  async run(ctx, flags, args) {
-    const client = await ctx.client();
-    const t = flags.int('timeout') ?? flags.int('time');
-    return forEachName(ctx, args, async (name) => {
-      await client.call('POST', `/containers/${encodeURIComponent(name)}/restart`, { query: { t, signal: flags.string('signal') } });
-      return name;
-    });
-  },
-};
+export const stop: Command = stopLike('stop', 'Stop one or more running containers');
+export const restart: Command = stopLike('restart', 'Restart one or more containers');
 
 export const kill: Command = {
   name: 'kill',

@@ -34,6 +34,7 @@ import { VALID_NAME, randomName } from './names.js';
 import { ZERO_TIME, initialState, rfc3339Nano } from './record.js';
 import type { ContainerRecord } from './record.js';
 import { execProcess, prepareStart } from './start.js';
+import type { ExecOptions } from './start.js';
 import type { EngineHooks, NetworkAttachment } from './hooks.js';
 import { buildResources } from './spec.js';
 
@@ -323,20 +324,29 @@ export class ContainerService {
       throw e;
     }
     c.Mounts = mountPoints;
+    this.startedWith.set(c.Id, { spec, mounts });
     c.berth.cgroupsPath = spec.linux?.cgroupsPath ?? '';
     await this.client.call(SERVICES.containers, 'Update', {
       container: { id: c.Id, spec: { type_url: SPEC_TYPE, value: Buffer.from(specJSON(spec)) } },
       update_mask: { paths: ['spec'] },
     });
     const logUri = c.LogPath === '' ? '' : jsonFileUri(c.LogPath, c.HostConfig.LogConfig?.Config ?? {});
-    await this.client.call(SERVICES.tasks, 'Delete', { container_id: c.Id }).catch(() => undefined);
+    const createTask = (): Promise<{ pid: number }> => this.client.call<{ pid: number }>(SERVICES.tasks, 'Create', {
+      container_id: c.Id, rootfs: mounts,
+      stdin: c.Config.OpenStdin === true ? 'attach:' : '', stdout: logUri, stderr: logUri,
+      terminal: c.Config.Tty === true,
+    });
     let pid: number;
     try {
-      const created = await this.client.call<{ pid: number }>(SERVICES.tasks, 'Create', {
-        container_id: c.Id, rootfs: mounts,
-        stdin: c.Config.OpenStdin === true ? 'attach:' : '', stdout: logUri, stderr: logUri,
-        terminal: c.Config.Tty === true,
-      });
+      let created: { pid: number };
+      try {
+        created = await createTask();
+      } catch (e) {
+        // A stopped task left from before (an exit the engine did not see through): delete it and create again.
+        if (!isKind(e, ErrorKind.AlreadyExists)) throw e;
+        await this.client.call(SERVICES.tasks, 'Delete', { container_id: c.Id }).catch(() => undefined);
+        created = await createTask();
+      }
       pid = created.pid;
     } catch (e) {
       await this.hooks.network?.teardown(c).catch(() => undefined);
@@ -441,10 +451,7 @@ export class ContainerService {
     };
     this.execs.set(id, ex);
     try {
-      const { mounts } = await this.client.call<{ mounts: RootfsMount[] }>(SERVICES.snapshots, 'Mounts', { snapshotter: SNAPSHOTTER, key: c.Id });
-      const cspec = await this.client.call<{ container: { spec: { value: Buffer } } }>(SERVICES.containers, 'Get', { id: c.Id });
-      const spec = JSON.parse(cspec.container.spec.value.toString()) as Spec;
-      const proc = execProcess(c, spec, { user: '', env: [], workingDir: '', tty: false, privileged: false, args, readFile: (p: string) => readRootfsFile(mounts, p) });
+      const proc = await this.processFor(c, { user: '', env: [], workingDir: '', tty: false, privileged: false, args });
       await this.client.call(SERVICES.tasks, 'Exec', {
         container_id: c.Id, exec_id: id, stdin: '', stdout: '', stderr: '', terminal: false,
         spec: { type_url: PROCESS_TYPE, value: Buffer.from(JSON.stringify(proc)) },
@@ -522,6 +529,7 @@ export class ContainerService {
       });
       const run = this.runs.get(c.Id);
       this.runs.delete(c.Id);
+      this.startedWith.delete(c.Id);
       c.State = {
         ...c.State, Status: 'exited', Running: false, Paused: false, Restarting: false, Pid: 0, ExitCode: exitStatus,
         OOMKilled: this.oom.has(c.Id), FinishedAt: exitedAt ?? rfc3339Nano(),
@@ -772,6 +780,7 @@ export class ContainerService {
       });
       rmSync(this.containerDir(c.Id), { recursive: true, force: true });
       this.store.deleteContainer(c.Id);
+      this.startedWith.delete(c.Id);
       this.byId.delete(c.Id);
       if (this.names.get(c.Name.slice(1)) === c.Id) this.names.delete(c.Name.slice(1));
       for (const [eid, ex] of this.execs) if (ex.ContainerID === c.Id) this.execs.delete(eid);
@@ -893,13 +902,9 @@ export class ContainerService {
     if (c === undefined || !c.State.Running) throw conflict(`container ${ex.ContainerID} is not running`);
     ex.berth.started = true;
     if (tty !== undefined) ex.ProcessConfig.tty = tty;
-    const { mounts } = await this.client.call<{ mounts: RootfsMount[] }>(SERVICES.snapshots, 'Mounts', { snapshotter: SNAPSHOTTER, key: c.Id });
-    const cspec = await this.client.call<{ container: { spec: { value: Buffer } } }>(SERVICES.containers, 'Get', { id: c.Id });
-    const spec = JSON.parse(cspec.container.spec.value.toString()) as Spec;
-    const proc = execProcess(c, spec, {
+    const proc = await this.processFor(c, {
       user: ex.ProcessConfig.user, env: ex.berth.env, workingDir: ex.berth.workingDir, tty: ex.ProcessConfig.tty,
       privileged: ex.ProcessConfig.privileged, args: [ex.ProcessConfig.entrypoint, ...ex.ProcessConfig.arguments],
-      readFile: (p: string) => readRootfsFile(mounts, p),
     });
     if (ex.ProcessConfig.tty && ex.berth.consoleSize !== undefined) proc.consoleSize = ex.berth.consoleSize;
     const withStdin = client !== undefined && ex.OpenStdin;
@@ -932,6 +937,22 @@ export class ContainerService {
     this.event(c, `exec_start: ${[ex.ProcessConfig.entrypoint, ...ex.ProcessConfig.arguments].join(' ')}`, { execID: id });
     await relayed;
     if (client !== undefined) await ex.berth.exited;
+  }
+
+  /** What each running container was started with: execs and health checks build their process from it. */
+  private readonly startedWith = new Map<string, { spec: Spec; mounts: RootfsMount[] }>();
+
+  /** An exec's OCI process (the spec and rootfs mounts asked of the supervisor only after an engine restart). */
+  private async processFor(c: ContainerRecord, o: Omit<ExecOptions, 'readFile'>): Promise<NonNullable<Spec['process']>> {
+    let r = this.startedWith.get(c.Id);
+    if (r === undefined) {
+      const { mounts } = await this.client.call<{ mounts: RootfsMount[] }>(SERVICES.snapshots, 'Mounts', { snapshotter: SNAPSHOTTER, key: c.Id });
+      const cspec = await this.client.call<{ container: { spec: { value: Buffer } } }>(SERVICES.containers, 'Get', { id: c.Id });
+      r = { spec: JSON.parse(cspec.container.spec.value.toString()) as Spec, mounts };
+      this.startedWith.set(c.Id, r);
+    }
+    const mounts = r.mounts;
+    return execProcess(c, r.spec, { ...o, readFile: (p: string) => readRootfsFile(mounts, p) });
   }
 
   // ---- daemon start and stop ----
