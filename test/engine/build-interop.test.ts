@@ -13,6 +13,7 @@ import type { ChildProcess } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { compareVersions } from '@berth/base';
 import { DOCKER, cleanupEngine, engineDirs, removeEmptyCgroupParents, startEngine } from './_engine.js';
 import type { EngineProcess } from './_engine.js';
 import { startRegistry } from '../registry/_registry.js';
@@ -435,10 +436,20 @@ test('the same Dockerfile gives the same config and history shape on both engine
   assert.deepEqual(historyDiffs(bh.filter(plain), dh.filter(plain)), []);
 });
 
-test('history created_by lines are the same as dockerd\'s, word for word', {
-  todo: 'berthd writes HEALTHCHECK\'s durations and retries unlike Go\'s %q, leaves --chown out of COPY\'s line and hashes copied content its own way',
-}, () => {
+/**
+ * dockerd before API 1.44 (Debian's is 20.10) has no StartInterval in its HealthConfig, so its
+ * HEALTHCHECK line holds three durations where berthd (API 1.50) writes four, as current dockerd
+ * does: the fourth is dropped from berthd's line for the comparison with an older dockerd.
+ */
+function olderHealthcheck(line: string): string {
+  return line.replace(/(HEALTHCHECK &\{\[.*\] "[^"]*" "[^"]*" "[^"]*") "[^"]*" ('.*'\})$/, '$1 $2');
+}
+
+test('history created_by lines are the same as dockerd\'s, word for word', () => {
   assert.ok(sameHistory !== undefined, 'the builds above ran');
-  const diffs = historyDiffs(sameHistory.berthd, sameHistory.dockerd);
-  assert.deepEqual(diffs, [], `history created_by lines differ:\n${diffs.join('\n')}`);
+  const apiVersion = ok(D(), ['version', '-f', '{{.Server.APIVersion}}']).trim();
+  const older = compareVersions(apiVersion, '1.44') < 0;
+  const berthd = older ? sameHistory.berthd.map(olderHealthcheck) : sameHistory.berthd;
+  const diffs = historyDiffs(berthd, sameHistory.dockerd);
+  assert.deepEqual(diffs, [], `history created_by lines differ (dockerd API ${apiVersion}):\n${diffs.join('\n')}`);
 });

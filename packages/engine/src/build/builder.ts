@@ -18,12 +18,10 @@
  * container or snapshot behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { Hash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdir, mkdtemp, open, readFile, readlink, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { lstat, mkdir, mkdtemp, open, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { PassThrough } from 'node:stream';
 import { join, posix } from 'node:path';
-import { finished } from 'node:stream/promises';
 import type Database from 'better-sqlite3';
 import { openEngineDb } from '../store.js';
 import { BerthError, ErrorKind, invalid, isKind, notFound, notImplemented } from '@berth/base';
@@ -46,9 +44,11 @@ import type { ResolvedImage } from '../images/types.js';
 import { cleanPath, contextFiles, parseDockerignore } from './dockerignore.js';
 import type { ContextEntry } from './dockerignore.js';
 import { BuildArgs, StageScope } from './expand.js';
-import { DockerfileError, parseDockerfile, parseTrigger } from './parser.js';
+import { DockerfileError, chompHeredoc, parseDockerfile, parseHeredocWord, parseTrigger } from './parser.js';
 import type { AddInstruction, CopyInstruction, Instruction } from './parser.js';
 import { planBuild, resolveStageRef } from './stages.js';
+import { ContextSums, HostNames, sourcesHash, tarSourceHash } from './sourcehash.js';
+import { goDuration, goQuote, goQuoteList, goQuoteRune } from './gofmt.js';
 import type { BuildPlan } from './stages.js';
 
 // ---------------------------------------------------------------- public types
@@ -218,7 +218,6 @@ function chainIds(diffIds: readonly string[]): string[] {
 }
 
 /** Go's `%q` of a []string, as Docker's history shows JSON-form commands. */
-const goList = (a: readonly string[]): string => `[${a.map((s) => JSON.stringify(s)).join(' ')}]`;
 
 // ---------------------------------------------------------------- files to copy
 
@@ -252,13 +251,6 @@ function globRegExp(pattern: string): RegExp {
     } else re += ch.replace(/[.+^${}()|\]\\]/g, '\\$&');
   }
   return new RegExp(`^${re}$`);
-}
-
-async function* hashing(src: AsyncIterable<Uint8Array>, h: Hash): AsyncGenerator<Uint8Array> {
-  for await (const c of src) {
-    h.update(c);
-    yield c;
-  }
 }
 
 /** What a `--chown` names, as numbers, from the rootfs' /etc/passwd and /etc/group. */
@@ -340,11 +332,11 @@ export class Builder {
       }
     });
     const dir = await mkdtemp(join(this.tempParent, 'build-'));
-    const run = new BuildRun(this, opts, opts.quiet === true ? (m) => { if (m.stream === undefined && m.status === undefined) emit(m); } : emit, dir);
+    const run = new BuildRun(this, opts, opts.quiet === true ? (m) => { if (m.stream === undefined && m.status === undefined) emit(m); } : emit);
     try {
       const ctxDir = join(dir, 'context');
       await mkdir(ctxDir, { mode: 0o700 });
-      await applyLayer(completeTar(context), ctxDir, { mode: 'copy' });
+      await applyLayer(completeTar(context), ctxDir, { mode: 'copy', observe: (h) => run.sums.observe(h) });
       const id = await run.run(ctxDir);
       const named: string[] = [];
       for (const t of tags) {
@@ -399,12 +391,14 @@ class BuildRun {
   private ctxEntries = new Map<string, ContextEntry['type']>();
   private ctxList: string[] = [];
   private filename = 'Dockerfile';
+  /** The context's content hashes, taken as it is extracted. */
+  readonly sums = new ContextSums();
+  private readonly names = new HostNames();
 
   constructor(
     private readonly b: Builder,
     private readonly opts: BuildOptions,
     private readonly emit: BuildEmit,
-    private readonly dir: string,
   ) {}
 
   private get engine(): Engine { return this.b.internals.engine; }
@@ -663,13 +657,13 @@ class BuildRun {
         cfg.Cmd = inst.command.json ? [...inst.command.args] : [...this.shellOf(parent), inst.command.args.join(' ')];
         if (!inst.command.json) cfg.ArgsEscaped = true;
         else delete cfg.ArgsEscaped;
-        return meta(this.nop(parent, ` CMD ${goList(cfg.Cmd)}`), cfg.Cmd);
+        return meta(this.nop(parent, ` CMD ${goQuoteList(cfg.Cmd)}`), cfg.Cmd);
       }
       case 'ENTRYPOINT': {
         cfg.Entrypoint = inst.command.json ? [...inst.command.args] : [...this.shellOf(parent), inst.command.args.join(' ')];
         // An ENTRYPOINT resets a CMD set by the base image, not one set in this stage.
         if (!this.cmdSetInStage(stageIndex, s)) delete cfg.Cmd;
-        return meta(this.nop(parent, ` ENTRYPOINT ${goList(cfg.Entrypoint)}`), [cfg.Entrypoint, cfg.Cmd ?? null]);
+        return meta(this.nop(parent, ` ENTRYPOINT ${goQuoteList(cfg.Entrypoint)}`), [cfg.Entrypoint, cfg.Cmd ?? null]);
       }
       case 'USER':
         if (inst.user === '') throw invalid('USER requires exactly one argument');
@@ -681,14 +675,14 @@ class BuildRun {
           if (p.trim() === '') throw invalid('VOLUME specified can not be an empty string');
           cfg.Volumes[p] = {};
         }
-        return meta(this.nop(parent, ` VOLUME ${goList(inst.paths)}`), inst.paths);
+        return meta(this.nop(parent, ` VOLUME ${goQuoteList(inst.paths)}`), inst.paths);
       }
       case 'STOPSIGNAL':
         cfg.StopSignal = inst.signal;
         return meta(this.nop(parent, ` STOPSIGNAL ${inst.signal}`), inst.signal);
       case 'SHELL':
         cfg.Shell = [...inst.shell];
-        return meta(this.nop(parent, ` SHELL ${goList(inst.shell)}`), inst.shell);
+        return meta(this.nop(parent, ` SHELL ${goQuoteList(inst.shell)}`), inst.shell);
       case 'ONBUILD':
         cfg.OnBuild = [...(cfg.OnBuild ?? []), inst.expression];
         return meta(this.nop(parent, ` ONBUILD ${inst.expression}`), inst.expression);
@@ -700,7 +694,9 @@ class BuildRun {
         if (inst.startInterval > 0) hc['StartInterval'] = inst.startInterval;
         if (inst.retries > 0) hc['Retries'] = inst.retries;
         cfg.Healthcheck = hc as NonNullable<ImageConfig['Healthcheck']>;
-        return meta(this.nop(parent, ` HEALTHCHECK &{${goList(inst.test)} ${inst.interval} ${inst.timeout} ${inst.startPeriod} ${inst.startInterval} ${inst.retries}}`), hc);
+        // Go's %q of the HealthConfig struct, as dockerd writes it.
+        const durations = [inst.interval, inst.timeout, inst.startPeriod, inst.startInterval].map((d) => goQuote(goDuration(d)));
+        return meta(this.nop(parent, ` HEALTHCHECK &{${goQuoteList(inst.test)} ${durations.join(' ')} ${goQuoteRune(inst.retries)}}`), hc);
       }
       case 'WORKDIR': {
         const path = posix.resolve(cfg.WorkingDir === undefined || cfg.WorkingDir === '' ? '/' : cfg.WorkingDir, inst.path);
@@ -904,13 +900,43 @@ class BuildRun {
 
   // ---- RUN ----
 
+  /**
+   * A RUN's command line. Heredocs (as BuildKit runs them): a RUN that is
+   * one heredoc alone runs its content as a shell script, or, when the
+   * content starts with "#!", as an executable file; otherwise the command
+   * and the heredocs' bodies with their delimiters go to the shell, which
+   * feeds them to the commands.
+   */
+  private runArgs(parent: State, inst: Extract<Instruction, { kind: 'RUN' }>): { args: string[]; script?: { target: string; data: string } } {
+    if (inst.command.json) {
+      if (inst.heredocs.length > 0) throw invalid('RUN: heredocs are for the shell form only');
+      return { args: [...inst.command.args] };
+    }
+    const line = inst.command.args.join(' ');
+    const shell = this.shellOf(parent);
+    if (inst.heredocs.length === 0) return { args: [...shell, line] };
+    const only = inst.heredocs.length === 1 ? inst.heredocs[0] : undefined;
+    const word = parseHeredocWord(line.trim());
+    if (only !== undefined && word !== undefined && word.name === only.name && word.fd === undefined) {
+      const data = only.chomp ? chompHeredoc(only.content) : only.content;
+      if (data.startsWith('#!')) {
+        const target = posix.join('/dev/pipes', only.name.replace(/[^A-Za-z0-9_.-]/g, '_'));
+        return { args: [target], script: { target, data } };
+      }
+      return { args: [...shell, data] };
+    }
+    let full = line;
+    for (const h of inst.heredocs) full += `\n${h.content}${h.name}`;
+    return { args: [...shell, full] };
+  }
+
   private async runStep(parent: State, next: State, scope: StageScope, inst: Extract<Instruction, { kind: 'RUN' }>, s: StepContext): Promise<State> {
-    if (inst.heredocs.length > 0) throw notImplemented('RUN with a heredoc needs BuildKit; the classic builder does not support it');
     if (inst.mounts.length > 0) throw notImplemented('RUN --mount needs BuildKit; the classic builder does not support it');
-    const args = inst.command.json ? [...inst.command.args] : [...this.shellOf(parent), inst.command.args.join(' ')];
+    const { args, script } = this.runArgs(parent, inst);
     if (args.length === 0 || args[0] === '') throw invalid('RUN needs a command');
     const { env: argEnv, history: argHistory } = scope.runArgs();
-    const createdBy = argHistory.length > 0 ? `|${argHistory.length} ${argHistory.join(' ')} ${args.join(' ')}` : args.join(' ');
+    const shown = script === undefined ? args.join(' ') : `${args.join(' ')} <<${script.data}`;
+    const createdBy = argHistory.length > 0 ? `|${argHistory.length} ${argHistory.join(' ')} ${shown}` : shown;
     return this.cached(parent, { createdBy, argEnv }, async () => {
       const base = await this.materialize(parent);
       if (base.chainId === undefined) throw invalid('RUN on an image without layers (FROM scratch) has no shell to run');
@@ -918,14 +944,29 @@ class BuildRun {
       const env = [...(cfg.Env ?? [])];
       const have = new Set(env.map((e) => e.split('=', 1)[0]));
       for (const e of argEnv) if (!have.has(e.split('=', 1)[0])) env.push(e);
+      // A heredoc script with a #! line runs as a file, mounted read-only under /dev/pipes.
+      let scriptDir: string | undefined;
+      const mounts: { Type: string; Source: string; Target: string; ReadOnly: boolean }[] = [];
+      if (script !== undefined) {
+        scriptDir = await mkdtemp(join(this.b.temp, 'heredoc-'));
+        const host = join(scriptDir, 'script');
+        await writeFile(host, script.data, { mode: 0o755 });
+        mounts.push({ Type: 'bind', Source: host, Target: script.target, ReadOnly: true });
+      }
       const body = {
         Image: base.id, Cmd: args, Entrypoint: [], Env: env,
         WorkingDir: cfg.WorkingDir ?? '', User: cfg.User ?? '', Labels: {},
         Healthcheck: { Test: ['NONE'] },
         AttachStdout: true, AttachStderr: true, Tty: false, OpenStdin: false,
-        HostConfig: { NetworkMode: 'none', LogConfig: { Type: 'json-file', Config: {} } },
+        HostConfig: { NetworkMode: 'none', LogConfig: { Type: 'json-file', Config: {} }, Mounts: mounts },
       };
-      const { Id: cid } = await this.containers.create(body, undefined, '1.50');
+      let cid: string;
+      try {
+        cid = (await this.containers.create(body, undefined, '1.50')).Id;
+      } catch (e) {
+        if (scriptDir !== undefined) await rm(scriptDir, { recursive: true, force: true });
+        throw e;
+      }
       this.out(` ---> Running in ${short(cid)}\n`);
       let layer: { desc: Desc; diffId: string };
       try {
@@ -940,6 +981,7 @@ class BuildRun {
         await this.containers.remove(cid, { force: true, volumes: true }).catch((e: unknown) => {
           this.engine.log.warn('build: removing an intermediate container failed', { id: cid, error: errMsg(e) });
         });
+        if (scriptDir !== undefined) await rm(scriptDir, { recursive: true, force: true });
       }
       this.out(`Removing intermediate container ${short(cid)}\n`);
       return this.withLayer(next, layer, createdBy);
@@ -1012,58 +1054,78 @@ class BuildRun {
     const workdir = parent.run.WorkingDir === undefined || parent.run.WorkingDir === '' ? '/' : parent.run.WorkingDir;
     const destRaw = inst.dest;
     const dest = posix.resolve(workdir, destRaw);
-    const spool = join(this.dir, `copy-${randomBytes(6).toString('hex')}.tar`);
-    let result: State | undefined;
-    let hashHex = '';
-    let kindWord = 'file';
-    let prepared: { key: string; top: string | undefined } | undefined;
-    const lease = await this.theLease();
     // The source rootfs for --from, open while the entries are read.
     let srcFs: { fs: ContainerFs; close: () => Promise<void> } | undefined;
     try {
       if (from !== undefined) srcFs = await this.openSource(stageIndex, parent, from);
-      const top = await this.ensureChain(parent);
-      const key = `build-${randomBytes(12).toString('hex')}`;
-      await lease.add(SNAPSHOT_RESOURCE, key);
-      const res = await this.client.call<{ mounts: RootfsMount[] }>(SERVICES.snapshots, 'Prepare', { snapshotter: SNAPSHOTTER, key, parent: top ?? '', labels: {} });
-      prepared = { key, top };
-      const mounts = res.mounts;
-      const fs = await ContainerFs.open(this.b.temp, 'build', { kind: 'snapshot', mounts: mounts.map((m) => ({ type: m.type, source: m.source, target: '', options: [...m.options] })) }, []);
-      try {
-        const owner = inst.chown === undefined || inst.chown === '' ? undefined : resolveChown(inst.chown, mounts);
-        const h = createHash('sha256');
-        const info = { kind: 'file' };
-        const entries = srcFs !== undefined
-          ? this.sourceEntries(srcFs.fs, inst, dest, destRaw, fs, owner, chmod, info)
-          : this.contextSourceEntries(inst, dest, destRaw, fs, owner, chmod, info);
-        const w = createWriteStream(spool);
-        const tar = new TarWriter(w);
-        for await (const e of entries) {
-          const hd = e.header;
-          h.update(JSON.stringify([hd.type, String(hd.path), hd.mode, hd.uid ?? 0, hd.gid ?? 0, String(hd.linkpath ?? ''), hd.size ?? 0]));
-          await tar.add(hd, e.body === undefined ? undefined : hashing(e.body(), h));
-        }
-        await tar.finish();
-        w.end();
-        await finished(w);
-        hashHex = createHash('sha256').update(h.digest()).digest('hex');
-        kindWord = info.kind;
-        const createdBy = this.nop(parent, `${inst.kind} ${kindWord}:${hashHex} in ${destRaw} `);
-        result = await this.cached(parent, { createdBy, from: from ?? null }, async () => {
-          await fs.extract('/', createReadStream(spool), { copyUIDGID: true, noOverwriteDirNonDir: false });
-          await fs.close();
-          const layer = await this.diff(top, key, parent.types.layer);
-          return this.withLayer(next, layer, createdBy);
+      // The sources' hash decides about the cache before any snapshot is made.
+      const hash = srcFs !== undefined ? await this.fromSourcesHash(srcFs.fs, inst) : await this.contextSourcesHash(inst);
+      const chown = inst.chown === undefined || inst.chown === '' ? '' : `--chown=${inst.chown}`;
+      const createdBy = this.nop(parent, `${inst.kind} ${chown}${hash} in ${destRaw} `);
+      const src = srcFs;
+      return await this.cached(parent, { createdBy, from: from ?? null, chmod: inst.chmod ?? null }, async () => {
+        const layer = await this.inSnapshot(parent, async (fs, mounts) => {
+          const owner = inst.chown === undefined || inst.chown === '' ? undefined : resolveChown(inst.chown, mounts);
+          const entries = src !== undefined
+            ? this.sourceEntries(src.fs, inst, dest, destRaw, fs, owner, chmod)
+            : this.contextSourceEntries(inst, dest, destRaw, fs, owner, chmod);
+          await extractEntries(fs, entries);
+          return true;
         });
-      } finally {
-        await fs.close();
-      }
-      return result;
+        if (layer === undefined) throw invalid(`${inst.kind} made no layer`);
+        return this.withLayer(next, layer, createdBy);
+      });
     } finally {
       await srcFs?.close();
-      if (prepared !== undefined) await this.client.call(SERVICES.snapshots, 'Remove', { snapshotter: SNAPSHOTTER, key: prepared.key }).catch(() => undefined);
-      await rm(spool, { force: true });
     }
+  }
+
+  /** The classic builder's hash of a COPY or ADD's context sources (see sourcehash.ts). */
+  private async contextSourcesHash(inst: CopyInstruction | AddInstruction): Promise<string> {
+    const hashes: string[] = [];
+    for (const s of inst.sources) {
+      if (s.kind === 'heredoc') {
+        hashes.push(`file:${createHash('sha256').update(s.content).digest('hex')}`);
+        continue;
+      }
+      for (const path of this.matchContext(s.path, inst.kind)) {
+        hashes.push(this.sums.sourceHash(path, path === '' || this.ctxEntries.get(path) === 'directory', this.ctxList));
+      }
+    }
+    if (hashes.length === 0) throw invalid(`${inst.kind} failed: no source files were specified`);
+    return sourcesHash(hashes);
+  }
+
+  /** The hash of a COPY --from's sources, read from the source rootfs. */
+  private async fromSourcesHash(src: ContainerFs, inst: CopyInstruction | AddInstruction): Promise<string> {
+    const hashes: string[] = [];
+    for (const s of inst.sources) {
+      if (s.kind !== 'path') throw invalid(`${inst.kind} --from takes no heredoc sources`);
+      if (GLOB_CHARS.test(s.path)) throw notImplemented(`${inst.kind} --from with wildcards (${s.path}) is not supported; name the paths`);
+      const abs = posix.resolve('/', s.path);
+      let isDir: boolean;
+      try {
+        isDir = src.stat(s.path).mode >= 2 ** 31;
+      } catch (e) {
+        throw notFound(`${inst.kind} failed: stat ${s.path}: file does not exist in the source: ${errMsg(e)}`, e);
+      }
+      const base = rel(abs);
+      const nameOf = (n: string): string | undefined => {
+        if (!isDir) return base;
+        const clean = n.replace(/^\.\/?/, '');
+        if (clean === '') return base === '' ? undefined : base;
+        return base === '' ? clean : `${base}/${clean}`;
+      };
+      const linked = async function* (r: string): AsyncGenerator<Uint8Array> {
+        for await (const e of readTar(src.archive(`/${r}`).tar)) {
+          if (e.type === 'file') yield* e.body;
+          return;
+        }
+      };
+      const { tar } = src.archive(isDir ? `${abs === '/' ? '' : abs}/.` : s.path);
+      hashes.push(await tarSourceHash(readTar(tar), isDir, nameOf, linked, this.names));
+    }
+    return sourcesHash(hashes);
   }
 
   /** The rootfs of a stage or image named by --from, as a read-only view. */
@@ -1123,7 +1185,7 @@ class BuildRun {
 
   private async *contextSourceEntries(
     inst: CopyInstruction | AddInstruction, dest: string, destRaw: string, target: ContainerFs,
-    owner: { uid: number; gid: number } | undefined, chmod: number | undefined, info: { kind: string },
+    owner: { uid: number; gid: number } | undefined, chmod: number | undefined,
   ): AsyncGenerator<CopyEntry> {
     const matched: { path: string; heredoc?: string }[] = [];
     for (const s of inst.sources) {
@@ -1131,8 +1193,6 @@ class BuildRun {
       else matched.push(...this.matchContext(s.path, inst.kind).map((path) => ({ path })));
     }
     if (matched.length === 0) throw invalid(`${inst.kind} failed: no source files were specified`);
-    const only = matched[0];
-    info.kind = matched.length > 1 ? 'multi' : only !== undefined && only.heredoc === undefined && (only.path === '' || this.ctxEntries.get(only.path) === 'directory') ? 'dir' : 'file';
     const toDir = this.destIsDir(destRaw, dest, matched.length, target);
     const uid = owner?.uid ?? 0;
     const gid = owner?.gid ?? 0;
@@ -1213,7 +1273,7 @@ class BuildRun {
   /** Entries of a COPY --from: the named paths of the source rootfs. */
   private async *sourceEntries(
     src: ContainerFs, inst: CopyInstruction | AddInstruction, dest: string, destRaw: string, target: ContainerFs,
-    owner: { uid: number; gid: number } | undefined, chmod: number | undefined, info: { kind: string },
+    owner: { uid: number; gid: number } | undefined, chmod: number | undefined,
   ): AsyncGenerator<CopyEntry> {
     const paths: string[] = [];
     for (const s of inst.sources) {
@@ -1240,7 +1300,6 @@ class BuildRun {
         throw notFound(`${inst.kind} failed: stat ${p}: file does not exist in the source: ${errMsg(e)}`, e);
       }
       const isDir = stat.mode >= 2 ** 31;
-      info.kind = paths.length > 1 ? 'multi' : isDir ? 'dir' : 'file';
       const base = isDir ? dest : toDir ? posix.join(dest, posix.basename(posix.resolve('/', p))) : dest;
       yield* parents(isDir ? dest : posix.dirname(base));
       const { tar } = src.archive(isDir ? `${posix.resolve('/', p)}/.` : p);
@@ -1254,7 +1313,7 @@ class BuildRun {
         if (name === undefined) continue;
         const header: TarWriteEntry = {
           type: e.type, path: rel(name) + (e.type === 'dir' ? '/' : ''), mode: chmod ?? e.mode,
-          uid: uidOf(0), gid: gidOf(0), mtime: Math.floor(e.mtime),
+          uid: uidOf(e.uid), gid: gidOf(e.gid), mtime: Math.floor(e.mtime),
         };
         if (e.xattrs.size > 0) header.xattrs = e.xattrs;
         if (e.type === 'file') header.size = e.size;
@@ -1329,15 +1388,27 @@ function missingDirs(fs: ContainerFs, path: string): string[] {
   return out;
 }
 
-/** Extracts entries at the rootfs' "/" (owners as given). */
-async function extractEntries(fs: ContainerFs, entries: readonly CopyEntry[]): Promise<void> {
+/** Extracts entries at the rootfs' "/" (owners as given), streamed as they come. */
+async function extractEntries(fs: ContainerFs, entries: Iterable<CopyEntry> | AsyncIterable<CopyEntry>): Promise<void> {
   const pass = new PassThrough();
   const w = new TarWriter(pass);
   const producing = (async () => {
-    for (const e of entries) await w.add(e.header, e.body?.());
-    await w.finish();
-    pass.end();
+    try {
+      for await (const e of entries) await w.add(e.header, e.body?.());
+      await w.finish();
+      pass.end();
+    } catch (err) {
+      pass.destroy(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    }
   })();
-  await fs.extract('/', pass, { copyUIDGID: true, noOverwriteDirNonDir: false });
+  try {
+    await fs.extract('/', pass, { copyUIDGID: true, noOverwriteDirNonDir: false });
+  } catch (e) {
+    // A producer's failure reaches the extraction as its stream's error: e is the one to report.
+    pass.destroy();
+    await producing.catch(() => undefined);
+    throw e;
+  }
   await producing;
 }

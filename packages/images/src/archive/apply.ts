@@ -19,7 +19,7 @@ import { BerthError, ErrorKind, errnoCode, invalid } from '@berth/base';
 import { quote } from './_format.js';
 import { at, openat2, sys } from './_sys.js';
 import { DEFAULT_MAX_LAYER_BYTES, Meter, decompress } from './compress.js';
-import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_META_BYTES, readTar, type TarEntry } from './reader.js';
+import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_META_BYTES, readTar, type TarEntry, type TarHeader } from './reader.js';
 
 export type ApplyMode = 'overlay' | 'copy';
 
@@ -39,6 +39,24 @@ export interface ApplyOptions {
   maxEntries?: number;
   /** Limit on one pax header or GNU long name. Default 1 MiB. */
   maxMetaBytes?: number;
+  /**
+   * Sees each entry as it is applied: the header first, then the body's
+   * chunks through the returned callback, then `end` once the entry is
+   * applied.
+   */
+  observe?: (header: TarHeader) => EntryObserver | undefined;
+}
+
+export interface EntryObserver {
+  data(chunk: Buffer): void;
+  end(): void;
+}
+
+async function* observed(body: AsyncIterable<Buffer>, o: EntryObserver): AsyncGenerator<Buffer> {
+  for await (const c of body) {
+    o.data(c);
+    yield c;
+  }
 }
 
 export interface ApplyResult {
@@ -452,8 +470,15 @@ export async function applyLayer(
       maxEntrySize: maxBytes,
     })) {
       entries++;
+      const o = options.observe?.(entry);
+      if (o !== undefined) entry.body = observed(entry.body, o);
       try {
         await x.apply(entry);
+        if (o !== undefined) {
+          // Whatever the extractor left unread still counts.
+          for await (const c of entry.body) void c;
+          o.end();
+        }
       } catch (err) {
         throw entryError(entry, err);
       }

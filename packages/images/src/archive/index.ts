@@ -14,7 +14,7 @@ export {
 } from './compress.js';
 export type { Compression, DecompressOptions } from './compress.js';
 export { applyLayer } from './apply.js';
-export type { ApplyMode, ApplyOptions, ApplyResult } from './apply.js';
+export type { ApplyMode, ApplyOptions, ApplyResult, EntryObserver } from './apply.js';
 export { makeLayer } from './diff.js';
 export type { LayerChanges, MakeLayerOptions } from './diff.js';
 export { TreeTar, byBytes, devNumbers, statEntry, tarTypeOf } from './tree.js';

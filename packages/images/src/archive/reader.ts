@@ -25,6 +25,8 @@ export interface TarHeader {
   linkpath: string;
   /** Permission bits with setuid, setgid and sticky (07777). */
   mode: number;
+  /** The mode field as written (some writers add the file type bits). */
+  rawMode: number;
   uid: number;
   gid: number;
   /** Bytes of data that follow (0 for every type but file). */
@@ -376,6 +378,7 @@ export async function* readTar(
         rawLinkpath: type === 'symlink' || type === 'hardlink' ? rawLinkpath : Buffer.alloc(0),
         linkpath: type === 'symlink' || type === 'hardlink' ? utf8(rawLinkpath) : '',
         mode: headerNumber(block, 'mode', at) & 0o7777,
+        rawMode: headerNumber(block, 'mode', at),
         uid: paxInt(pax, 'uid', offset) ?? headerNumber(block, 'uid', at),
         gid: paxInt(pax, 'gid', offset) ?? headerNumber(block, 'gid', at),
         size,
