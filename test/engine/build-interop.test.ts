@@ -453,3 +453,31 @@ test('history created_by lines are the same as dockerd\'s, word for word', () =>
   const diffs = historyDiffs(berthd, sameHistory.dockerd);
   assert.deepEqual(diffs, [], `history created_by lines differ (dockerd API ${apiVersion}):\n${diffs.join('\n')}`);
 });
+
+test('--pull takes the registry\'s newer base image; without it the local one is used; --rm=false keeps the step containers', { timeout: 600_000 }, () => {
+  const ref = `${R()}/interop/pullbase:1`;
+  // The registry gets a newer image under the tag berthd has locally as plain busybox.
+  ok(B(), ['tag', 'busybox:latest', ref]);
+  const dctx = join(dockerd?.dir ?? '', 'ctx-pull-newer');
+  mkdirSync(dctx, { recursive: true });
+  writeFileSync(join(dctx, 'Dockerfile'), 'FROM busybox\nRUN echo newer > /marker\n');
+  buildOk(D(), dctx, ref);
+  ok(D(), ['push', ref], { timeoutMs: 180_000 });
+
+  const bctx = join(berthDirs.base, 'ctx-pull');
+  mkdirSync(bctx, { recursive: true });
+  writeFileSync(join(bctx, 'Dockerfile'), `FROM ${ref}\nRUN cat /marker 2>/dev/null || echo none\n`);
+  const local = build(B(), bctx, 'interop:pull-local');
+  assert.equal(local.code, 0, local.stderr);
+  assert.match(local.stdout, /^none$/m, 'the local base image, without --pull');
+
+  const pulled = cli(B(), ['build', '--pull', '--rm=false', '-t', 'interop:pull-remote', bctx], { timeoutMs: 300_000, env: { DOCKER_BUILDKIT: '0' } });
+  assert.equal(pulled.code, 0, pulled.stderr);
+  assert.match(pulled.stdout, /^newer$/m, 'the base image pulled from the registry');
+  assert.match(pulled.stdout, /Pulling from interop\/pullbase/);
+  assert.doesNotMatch(pulled.stdout, /Removing intermediate container/);
+  const kept = ok(B(), ['ps', '-aq', '--no-trunc']).split('\n').filter((s) => s !== '');
+  assert.equal(kept.length, 1, 'the RUN step\'s container stays with --rm=false');
+  ok(B(), ['rm', ...kept]);
+  assert.equal(ok(B(), ['image', 'inspect', '-f', '{{.Id}}', ref]).trim(), ok(D(), ['image', 'inspect', '-f', '{{.Id}}', ref]).trim(), 'the local tag now names the pulled image');
+});

@@ -263,6 +263,39 @@ test('multi-stage: COPY --from a stage, only the needed stages, --target', () =>
   assert.notEqual(docker(sock(), ['run', '--rm', 'only-unused', 'ls', '/out']).code, 0);
 });
 
+test('independent stages build side by side; the output stays in step order; a failing stage stops the others', () => {
+  const ctx = context({
+    'Dockerfile': [
+      'FROM busybox AS a',
+      'RUN cut -d" " -f1 /proc/uptime > /start && sleep 2 && cut -d" " -f1 /proc/uptime > /end',
+      'FROM busybox AS b',
+      'RUN cut -d" " -f1 /proc/uptime > /start && sleep 2 && cut -d" " -f1 /proc/uptime > /end',
+      'FROM busybox',
+      'COPY --from=a /start /a.start',
+      'COPY --from=a /end /a.end',
+      'COPY --from=b /start /b.start',
+      'COPY --from=b /end /b.end',
+      '',
+    ].join('\n'),
+  });
+  const out = buildOk(ctx, ['-t', 'parallel']);
+  const numbers = [...out.matchAll(/^Step (\d+)\/9 : /gm)].map((m) => Number(m[1]));
+  assert.deepEqual(numbers, [1, 2, 3, 4, 5, 6, 7, 8, 9], out);
+  const [aStart, aEnd, bStart, bEnd] = ok(['run', '--rm', 'parallel', 'cat', '/a.start', '/a.end', '/b.start', '/b.end']).trim().split('\n').map(Number);
+  assert.ok(aStart !== undefined && aEnd !== undefined && bStart !== undefined && bEnd !== undefined);
+  assert.ok(aStart < bEnd && bStart < aEnd, 'the two RUN steps overlapped in time');
+
+  const failing = context({
+    'Dockerfile': ['FROM busybox AS slow', 'RUN sleep 120', 'FROM busybox AS broken', 'RUN exit 7', 'FROM busybox', 'COPY --from=slow /etc/hostname /s', 'COPY --from=broken /etc/hostname /b', ''].join('\n'),
+  });
+  const started = Date.now();
+  const r = build(failing, ['-t', 'parallel:bad']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stdout + r.stderr, /The command '\/bin\/sh -c exit 7' returned a non-zero code: 7/);
+  assert.ok(Date.now() - started < 90_000, 'the slow stage was stopped when the other one failed');
+  assert.equal(ok(['ps', '-aq']), '', 'no intermediate container is left');
+});
+
 test('RUN heredocs: a script for the shell, a #! script, heredocs fed to commands, quoted delimiters', () => {
   const dockerfile = [
     'FROM busybox',

@@ -21,6 +21,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, mkdtemp, open, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { PassThrough } from 'node:stream';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { join, posix } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openEngineDb } from '../store.js';
@@ -63,6 +64,10 @@ export interface BuildOptions {
   readonly labels?: Readonly<Record<string, string>>;
   readonly target?: string;
   readonly noCache?: boolean;
+  /** Pull base images (and COPY --from images) even when they are here. */
+  readonly pull?: boolean;
+  /** Keep the containers of successful RUN steps (`rm=0`); a failed step's container never stays. */
+  readonly keepContainers?: boolean;
   /** Only the result's ID and errors are reported. */
   readonly quiet?: boolean;
   /** Credentials for pulling base images, by registry. */
@@ -382,7 +387,7 @@ export class Builder {
 
 /** One build: its context, plan, lease and stage states. */
 class BuildRun {
-  private lease: Lease | undefined;
+  private lease: Promise<Lease> | undefined;
   private readonly stages = new Map<number, StageResult>();
   private plan!: BuildPlan;
   private escape: '\\' | '`' = '\\';
@@ -394,12 +399,28 @@ class BuildRun {
   /** The context's content hashes, taken as it is extracted. */
   readonly sums = new ContextSums();
   private readonly names = new HostNames();
+  /** Base images by name, each looked up (or pulled) once per build. */
+  private readonly bases = new Map<string, Promise<ResolvedImage>>();
+
+  /** Which stage the running code works for: its messages go to that stage's output. */
+  private readonly routes = new AsyncLocalStorage<number>();
+  private output: OrderedOutput | undefined;
+  /** Aborted when the client goes or a stage fails (the other stages stop too). */
+  private readonly stop = new AbortController();
 
   constructor(
     private readonly b: Builder,
     private readonly opts: BuildOptions,
     private readonly emit: BuildEmit,
-  ) {}
+  ) {
+    const outer = opts.signal;
+    if (outer?.aborted === true) this.stop.abort();
+    else outer?.addEventListener('abort', () => this.stop.abort(), { once: true });
+  }
+
+  private get signal(): AbortSignal {
+    return this.stop.signal;
+  }
 
   private get engine(): Engine { return this.b.internals.engine; }
   private get containers(): ContainerService { return this.b.internals.containers; }
@@ -408,20 +429,29 @@ class BuildRun {
   private get client(): Engine['client'] { return this.b.supervisor; }
 
   private out(s: string): void {
-    this.emit({ stream: s });
+    this.send({ stream: s });
+  }
+
+  /** A message to the client, in the order of the stages whose work made it. */
+  private send(m: BuildMessage): void {
+    const stage = this.routes.getStore();
+    if (stage === undefined || this.output === undefined) this.emit(m);
+    else this.output.push(stage, m);
   }
 
   private checkAbort(): void {
-    if (this.opts.signal?.aborted === true) throw invalid('the build was cancelled');
+    if (this.signal.aborted) throw invalid('the build was cancelled');
   }
 
-  private async theLease(): Promise<Lease> {
-    this.lease ??= await Lease.create(this.client, 'build');
+  private theLease(): Promise<Lease> {
+    // One lease for the whole build, whichever stage asks first.
+    this.lease ??= Lease.create(this.client, 'build');
     return this.lease;
   }
 
   async close(): Promise<void> {
-    await this.lease?.end();
+    const lease = await this.lease?.catch(() => undefined);
+    await lease?.end();
   }
 
   /** Runs the whole build; the final image's ID. */
@@ -458,45 +488,42 @@ class BuildRun {
       filename: this.filename,
     });
     const labels = Object.entries(this.opts.labels ?? {});
-    let total = labels.length > 0 ? 1 : 0;
-    for (const i of this.plan.needed) total += 1 + (this.plan.graph.stages[i]?.instructions.length ?? 0);
-    let n = 0;
+    // Step numbers as a one-by-one build gives them: the needed stages in order.
+    const firstStep = new Map<number, number>();
+    let steps = 0;
     for (const i of this.plan.needed) {
-      const stage = this.plan.graph.stages[i];
-      if (stage === undefined) continue;
-      this.checkAbort();
-      n++;
-      const from = stage.from;
-      this.out(`Step ${n}/${total} : ${from.original}\n`);
-      const r = await this.from(i, { n, total, inst: from });
-      this.stages.set(i, r);
-      const triggers = r.state.run.OnBuild ?? [];
-      if (triggers.length > 0) {
-        this.out(`# Executing ${triggers.length} build trigger${triggers.length === 1 ? '' : 's'}\n`);
-        r.state = cloneState(r.state);
-        delete r.state.run.OnBuild;
-        for (const t of triggers) {
-          let inst: Instruction;
-          try {
-            inst = parseTrigger(t, this.escape);
-          } catch (e) {
-            throw this.stepError({ n, total, inst: from }, e);
-          }
-          r.state = await this.step(i, r, { n, total, inst: { ...inst, startLine: from.startLine, endLine: from.endLine } });
-        }
-      }
-      if (r.state.imageId !== undefined || triggers.length === 0) this.out(` ---> ${short(idOf(r.state))}\n`);
-      for (const inst of stage.instructions) {
-        this.checkAbort();
-        n++;
-        this.out(`Step ${n}/${total} : ${inst.original}\n`);
-        r.state = await this.step(i, r, { n, total, inst });
-      }
+      firstStep.set(i, steps + 1);
+      steps += 1 + (this.plan.graph.stages[i]?.instructions.length ?? 0);
     }
+    const total = steps + (labels.length > 0 ? 1 : 0);
+    // Stages run as soon as the stages they need are built, independent ones side by side;
+    // their output reaches the client stage after stage, as a one-by-one build writes it.
+    const output = new OrderedOutput(this.plan.needed, this.emit);
+    this.output = output;
+    const built = new Map<number, Promise<void>>();
+    let failure: { error: unknown } | undefined;
+    for (const i of this.plan.needed) {
+      const deps = this.plan.stages[i]?.dependsOn ?? [];
+      const p = (async () => {
+        await Promise.all(deps.map((d) => built.get(d)));
+        await this.routes.run(i, () => this.buildStage(i, firstStep.get(i) ?? 1, total));
+        output.finish(i);
+      })();
+      p.catch((e: unknown) => {
+        if (failure !== undefined) return;
+        failure = { error: e };
+        this.stop.abort();
+      });
+      built.set(i, p);
+    }
+    await Promise.allSettled(built.values());
+    output.flush();
+    this.output = undefined;
+    if (failure !== undefined) throw failure.error;
     const final = this.stages.get(this.plan.target);
     if (final === undefined) throw invalid('the target stage was not built');
     if (labels.length > 0) {
-      n++;
+      const n = steps + 1;
       const line = `LABEL ${labels.map(([k, v]) => `${JSON.stringify(k)}=${JSON.stringify(v)}`).join(' ')}`;
       this.out(`Step ${n}/${total} : ${line}\n`);
       final.state = await this.step(this.plan.target, final, {
@@ -507,6 +534,40 @@ class BuildRun {
     if (warning !== undefined) this.out(`${warning}\n`);
     const img = await this.materialize(final.state);
     return img.id;
+  }
+
+  /** One stage: its FROM, the base image's ONBUILD triggers, its instructions; step numbers from `first`. */
+  private async buildStage(i: number, first: number, total: number): Promise<void> {
+    const stage = this.plan.graph.stages[i];
+    if (stage === undefined) return;
+    this.checkAbort();
+    let n = first;
+    const from = stage.from;
+    this.out(`Step ${n}/${total} : ${from.original}\n`);
+    const r = await this.from(i, { n, total, inst: from });
+    this.stages.set(i, r);
+    const triggers = r.state.run.OnBuild ?? [];
+    if (triggers.length > 0) {
+      this.out(`# Executing ${triggers.length} build trigger${triggers.length === 1 ? '' : 's'}\n`);
+      r.state = cloneState(r.state);
+      delete r.state.run.OnBuild;
+      for (const t of triggers) {
+        let inst: Instruction;
+        try {
+          inst = parseTrigger(t, this.escape);
+        } catch (e) {
+          throw this.stepError({ n, total, inst: from }, e);
+        }
+        r.state = await this.step(i, r, { n, total, inst: { ...inst, startLine: from.startLine, endLine: from.endLine } });
+      }
+    }
+    if (r.state.imageId !== undefined || triggers.length === 0) this.out(` ---> ${short(idOf(r.state))}\n`);
+    for (const inst of stage.instructions) {
+      this.checkAbort();
+      n++;
+      this.out(`Step ${n}/${total} : ${inst.original}\n`);
+      r.state = await this.step(i, r, { n, total, inst });
+    }
   }
 
   // ---- errors ----
@@ -551,18 +612,30 @@ class BuildRun {
     }
   }
 
-  /** A base image, pulled when it is not here. */
-  private async baseImage(name: string): Promise<ResolvedImage> {
-    try {
-      const img = await this.images.resolve(name);
-      await this.images.ensureUnpacked(img);
-      return img;
-    } catch (e) {
-      if (!isKind(e, ErrorKind.NotFound)) throw e;
+  /** A base image, pulled when it is not here (or always, once per build, with `pull`). */
+  private baseImage(name: string): Promise<ResolvedImage> {
+    let p = this.bases.get(name);
+    if (p === undefined) {
+      p = this.findOrPull(name);
+      this.bases.set(name, p);
+      p.catch(() => this.bases.delete(name));
+    }
+    return p;
+  }
+
+  private async findOrPull(name: string): Promise<ResolvedImage> {
+    if (this.opts.pull !== true) {
+      try {
+        const img = await this.images.resolve(name);
+        await this.images.ensureUnpacked(img);
+        return img;
+      } catch (e) {
+        if (!isKind(e, ErrorKind.NotFound)) throw e;
+      }
     }
     const ref = parseReference(name);
     const auth = this.opts.registryAuth?.(ref.domain) ?? {};
-    const img = await this.images.pull(name, { auth, ...(this.opts.signal === undefined ? {} : { signal: this.opts.signal }) }, (m) => this.emit(m), () => undefined);
+    const img = await this.images.pull(name, { auth, signal: this.signal }, (m) => this.send(m), () => undefined);
     await this.images.ensureUnpacked(img);
     return img;
   }
@@ -969,6 +1042,7 @@ class BuildRun {
       }
       this.out(` ---> Running in ${short(cid)}\n`);
       let layer: { desc: Desc; diffId: string };
+      let keep = false;
       try {
         const code = await this.runContainer(cid);
         if (code !== 0) {
@@ -977,13 +1051,16 @@ class BuildRun {
           );
         }
         layer = await this.diff(base.chainId, cid, parent.types.layer);
+        keep = this.opts.keepContainers === true;
       } finally {
-        await this.containers.remove(cid, { force: true, volumes: true }).catch((e: unknown) => {
-          this.engine.log.warn('build: removing an intermediate container failed', { id: cid, error: errMsg(e) });
-        });
+        if (!keep) {
+          await this.containers.remove(cid, { force: true, volumes: true }).catch((e: unknown) => {
+            this.engine.log.warn('build: removing an intermediate container failed', { id: cid, error: errMsg(e) });
+          });
+        }
         if (scriptDir !== undefined) await rm(scriptDir, { recursive: true, force: true });
       }
-      this.out(`Removing intermediate container ${short(cid)}\n`);
+      if (!keep) this.out(`Removing intermediate container ${short(cid)}\n`);
       return this.withLayer(next, layer, createdBy);
     });
   }
@@ -1026,7 +1103,7 @@ class BuildRun {
       }
     };
     const onAbort = (): void => { void this.containers.kill(cid, 'SIGKILL').catch(() => undefined); };
-    this.opts.signal?.addEventListener('abort', onAbort);
+    this.signal.addEventListener('abort', onAbort);
     const timer = setInterval(() => { void pump(); }, 200);
     try {
       await this.containers.start(cid);
@@ -1034,7 +1111,7 @@ class BuildRun {
       return r.StatusCode;
     } finally {
       clearInterval(timer);
-      this.opts.signal?.removeEventListener('abort', onAbort);
+      this.signal.removeEventListener('abort', onAbort);
       await pump().catch(() => undefined);
     }
   }
@@ -1411,4 +1488,46 @@ async function extractEntries(fs: ContainerFs, entries: Iterable<CopyEntry> | As
     throw e;
   }
   await producing;
+}
+
+/**
+ * The build's messages in stage order: the first unfinished stage's go out
+ * as they come, the later stages' wait until every stage before them is
+ * finished.
+ */
+class OrderedOutput {
+  private readonly waiting = new Map<number, BuildMessage[]>();
+  private readonly finished = new Set<number>();
+  private at = 0;
+
+  constructor(private readonly order: readonly number[], private readonly emit: BuildEmit) {}
+
+  push(stage: number, m: BuildMessage): void {
+    if (this.order[this.at] === stage) {
+      this.emit(m);
+      return;
+    }
+    const q = this.waiting.get(stage);
+    if (q === undefined) this.waiting.set(stage, [m]);
+    else q.push(m);
+  }
+
+  finish(stage: number): void {
+    this.finished.add(stage);
+    while (this.at < this.order.length && this.finished.has(this.order[this.at] ?? -1)) {
+      this.at++;
+      this.release(this.order[this.at]);
+    }
+  }
+
+  /** Everything still held, in stage order (when the build ends, failed or not). */
+  flush(): void {
+    for (; this.at < this.order.length; this.at++) this.release(this.order[this.at]);
+  }
+
+  private release(stage: number | undefined): void {
+    if (stage === undefined) return;
+    for (const m of this.waiting.get(stage) ?? []) this.emit(m);
+    this.waiting.delete(stage);
+  }
 }

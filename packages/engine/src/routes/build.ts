@@ -92,6 +92,11 @@ export function buildRoutes(router: Router, engine: Engine, containers: Containe
     const dockerfile = ctx.str('dockerfile');
     const quiet = ctx.bool('q');
     const noCache = ctx.bool('nocache');
+    // Docker's "pull" is a boolean for the classic builder (BuildKit also takes a platform).
+    const pull = ctx.bool('pull');
+    // Intermediate containers of successful steps go unless rm=0; a failed step's always goes
+    // (forcerm is therefore what berthd always does).
+    const keepContainers = !ctx.bool('rm', true);
 
     const res = ctx.stream(200, 'application/json');
     const abort = new AbortController();
@@ -102,7 +107,7 @@ export function buildRoutes(router: Router, engine: Engine, containers: Containe
     try {
       await builder.build(ctx.req, {
         ...(dockerfile === undefined ? {} : { dockerfile }),
-        tags, buildArgs, labels, noCache, quiet,
+        tags, buildArgs, labels, noCache, quiet, pull, keepContainers,
         ...(target === undefined || target === '' ? {} : { target }),
         registryAuth: (domain) => auths.get(domain) ?? {},
         signal: abort.signal,
