@@ -236,7 +236,13 @@ test('a missing source and an ADD of a URL fail clearly', () => {
   const u = build('-', [], 'FROM busybox\nADD http://example.invalid/f /f\n');
   assert.equal(u.code, 1);
   assert.match(u.stderr, /needs network access/);
+  // A context file named like a whiteout would delete a file of the image's own layers: refused.
+  const wh = context({ Dockerfile: 'FROM busybox\nCOPY . /etc/\n', '.wh.passwd': 'x\n' });
+  const w = build(wh);
+  assert.equal(w.code, 1);
+  assert.match(w.stderr, /"\.wh\." are reserved for layer whiteouts/);
   assert.equal(ok(['ps', '-aq']), '');
+  assert.match(ok(['run', '--rm', 'busybox', 'head', '-1', '/etc/passwd']), /^root:/, 'the base image is intact');
 });
 
 test('multi-stage: COPY --from a stage, only the needed stages, --target', () => {

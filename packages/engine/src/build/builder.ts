@@ -341,7 +341,7 @@ export class Builder {
     try {
       const ctxDir = join(dir, 'context');
       await mkdir(ctxDir, { mode: 0o700 });
-      await applyLayer(completeTar(context), ctxDir, { mode: 'copy', observe: (h) => run.sums.observe(h) });
+      await applyLayer(completeTar(context), ctxDir, { mode: 'copy', refuseWhiteouts: true, observe: (h) => run.sums.observe(h) });
       const id = await run.run(ctxDir);
       const named: string[] = [];
       for (const t of tags) {
@@ -1480,7 +1480,7 @@ async function extractEntries(fs: ContainerFs, entries: Iterable<CopyEntry> | As
     }
   })();
   try {
-    await fs.extract('/', pass, { copyUIDGID: true, noOverwriteDirNonDir: false });
+    await fs.applyAtRoot(pass);
   } catch (e) {
     // A producer's failure reaches the extraction as its stream's error: e is the one to report.
     pass.destroy();

@@ -496,6 +496,21 @@ export class ContainerFs {
     if (produceError !== undefined) throw produceError;
   }
 
+  /**
+   * Applies a tar whose names are relative to the container's "/" (the
+   * builder's own entries): confined to the root like any layer, without
+   * the path rewriting `extract` does for a client's archive. Names
+   * starting with ".wh." are refused, not taken for whiteouts.
+   */
+  async applyAtRoot(source: AsyncIterable<Uint8Array>): Promise<void> {
+    try {
+      await applyLayer(source, this.root, { mode: 'copy', refuseWhiteouts: true });
+    } catch (err) {
+      if (err instanceof BerthError) throw new BerthError(err.kind, err.message.replace(/^apply layer: /, 'extracting: '), { cause: err });
+      throw err;
+    }
+  }
+
   /** Docker's noOverwriteDirNonDir rule for the entry at `full` (container path components). */
   private checkOverwrite(full: readonly string[], type: TarEntryType, dest: string): void {
     const c = sys().constants;

@@ -39,6 +39,8 @@ export interface ApplyOptions {
   maxEntries?: number;
   /** Limit on one pax header or GNU long name. Default 1 MiB. */
   maxMetaBytes?: number;
+  /** Refuse names starting with ".wh." instead of taking them for whiteouts (an archive that is not a layer). */
+  refuseWhiteouts?: boolean;
   /**
    * Sees each entry as it is applied: the header first, then the body's
    * chunks through the returned callback, then `end` once the entry is
@@ -147,6 +149,7 @@ class Extractor {
   constructor(
     private readonly rootFd: number,
     private readonly mode: ApplyMode,
+    private readonly refuseWhiteouts = false,
   ) {}
 
   /** Opens (O_PATH) the directory at `parts` inside the root; with `create`, makes what is missing (0755). */
@@ -200,6 +203,7 @@ class Extractor {
     const base = parts[parts.length - 1] as string;
     const parentParts = parts.slice(0, -1);
     if (base.startsWith(WH)) {
+      if (this.refuseWhiteouts) throw invalid('names starting with ".wh." are reserved for layer whiteouts');
       await this.whiteout(parentParts, base);
       return;
     }
@@ -462,7 +466,7 @@ export async function applyLayer(
     const meter = new Meter(maxBytes);
     const decompressOptions = options.mediaType === undefined ? {} : { mediaType: options.mediaType };
     const tar = meter.measure(decompress(source, decompressOptions));
-    const x = new Extractor(rootFd, options.mode);
+    const x = new Extractor(rootFd, options.mode, options.refuseWhiteouts === true);
     let entries = 0;
     for await (const entry of readTar(tar, {
       maxEntries: options.maxEntries ?? DEFAULT_MAX_ENTRIES,
