@@ -480,4 +480,18 @@ test('--pull takes the registry\'s newer base image; without it the local one is
   assert.equal(kept.length, 1, 'the RUN step\'s container stays with --rm=false');
   ok(B(), ['rm', ...kept]);
   assert.equal(ok(B(), ['image', 'inspect', '-f', '{{.Id}}', ref]).trim(), ok(D(), ['image', 'inspect', '-f', '{{.Id}}', ref]).trim(), 'the local tag now names the pulled image');
+
+  // FROM by digest: the pulled image by its repo digest, then one only the registry has.
+  const repoDigest = ok(B(), ['image', 'inspect', '-f', '{{index .RepoDigests 0}}', ref]).trim();
+  assert.match(repoDigest, /@sha256:[0-9a-f]{64}$/);
+  writeFileSync(join(bctx, 'Dockerfile'), `FROM ${repoDigest}\nRUN cat /marker\n`);
+  const byDigest = build(B(), bctx, 'interop:by-digest');
+  assert.equal(byDigest.code, 0, byDigest.stderr);
+  assert.match(byDigest.stdout, /^newer$/m);
+  ok(B(), ['rmi', 'interop:by-digest', 'interop:pull-remote', ref]);
+  assert.notEqual(cli(B(), ['image', 'inspect', repoDigest]).code, 0, 'the repo digest went with the last tag of its repository');
+  const again = build(B(), bctx, 'interop:by-digest');
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /Pulling from interop\/pullbase/, 'an image named by a digest it does not have is pulled');
+  assert.match(again.stdout, /^newer$/m);
 });
