@@ -164,6 +164,14 @@ export class Runtime {
     }
     try {
       await readFifo(fd, rec);
+    } catch (e) {
+      // A failed start (a startContainer hook, the exec itself): the init process is on its way
+      // out; the error is reported once it is gone, so that the container reads as stopped.
+      if (!(await waitGone(rec.pid, rec.pidStartTime, 2_000))) {
+        try { process.kill(rec.pid, SIGKILL); } catch { /* gone */ }
+        await waitGone(rec.pid, rec.pidStartTime, 5_000);
+      }
+      throw e;
     } finally {
       closeSync(fd);
     }
