@@ -6,9 +6,9 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BERTH_BIN, docker, useEngine } from './_engine.js';
+import { BERTH_BIN, DOCKER, docker, useEngine } from './_engine.js';
 import type { RunResult } from './_engine.js';
 
 const { dirs } = useEngine();
@@ -243,6 +243,31 @@ test('a missing source and an ADD of a URL fail clearly', () => {
   assert.match(w.stderr, /"\.wh\." are reserved for layer whiteouts/);
   assert.equal(ok(['ps', '-aq']), '');
   assert.match(ok(['run', '--rm', 'busybox', 'head', '-1', '/etc/passwd']), /^root:/, 'the base image is intact');
+
+  // A Dockerfile that is a symlink in the context tar (sent as it is, `docker build - < ctx.tar`)
+  // is followed inside the context, never out of it.
+  const tarBuild = (dir: string): RunResult => {
+    const r = spawnSync('sh', ['-c', `tar -C "$1" -cf - . | "$2" -H "unix://$3" build -`, 'sh', dir, DOCKER, sock()], {
+      encoding: 'utf8', timeout: 180_000, env: { ...process.env, DOCKER_BUILDKIT: '0', DOCKER_CONFIG: join(dirs.base, '.docker') },
+    });
+    return { code: r.status ?? 128, stdout: r.stdout, stderr: r.stderr };
+  };
+  const linked = context({ 'real/Dockerfile.in': 'FROM busybox\nRUN echo linked-dockerfile\n' });
+  symlinkSync('real/Dockerfile.in', join(linked, 'Dockerfile'));
+  const l = tarBuild(linked);
+  assert.equal(l.code, 0, l.stderr);
+  assert.match(l.stdout, /linked-dockerfile/);
+  const escaping = context({ 'etc/hostname': 'FROM busybox\nRUN echo inside-the-context\n' });
+  symlinkSync('/etc/hostname', join(escaping, 'Dockerfile'));
+  const e = tarBuild(escaping);
+  assert.equal(e.code, 0, `the link resolves to the context's own etc/hostname: ${e.stderr}`);
+  assert.match(e.stdout, /inside-the-context/);
+  const absent = context({ 'x': 'x\n' });
+  symlinkSync('/etc/passwd', join(absent, 'Dockerfile'));
+  const a = tarBuild(absent);
+  assert.equal(a.code, 1);
+  assert.match(a.stderr, /Cannot locate specified Dockerfile: Dockerfile/);
+  assert.doesNotMatch(a.stderr, /root:/, 'nothing of the host file is read');
 });
 
 test('multi-stage: COPY --from a stage, only the needed stages, --target', () => {

@@ -18,15 +18,16 @@
  * container or snapshot behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, mkdir, mkdtemp, open, readFile, readlink, rm, writeFile } from 'node:fs/promises';
-import { PassThrough } from 'node:stream';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { lstat, mkdtemp, open, readlink, rm, writeFile } from 'node:fs/promises';
+import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { join, posix } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openEngineDb } from '../store.js';
 import { BerthError, ErrorKind, invalid, isKind, notFound, notImplemented } from '@berth/base';
-import { MediaType, TarWriter, applyLayer, decompress, familiarString, parseReference, readTar } from '@berth/images';
+import { MediaType, TarWriter, decompress, familiarString, parseReference, readTar } from '@berth/images';
 import type { ImageDescriptor, TarEntryType, TarWriteEntry } from '@berth/images';
 import { SERVICES } from '@berth/supervisor';
 import type { Message } from '@berth/supervisor';
@@ -43,12 +44,13 @@ import { DANGLING_PREFIX, ImageService } from '../images/service.js';
 import type { ImageDetails } from '../images/service.js';
 import type { ResolvedImage } from '../images/types.js';
 import { cleanPath, contextFiles, parseDockerignore } from './dockerignore.js';
+import { BuildContext } from './context.js';
 import type { ContextEntry } from './dockerignore.js';
 import { BuildArgs, StageScope } from './expand.js';
 import { DockerfileError, chompHeredoc, parseDockerfile, parseHeredocWord, parseTrigger } from './parser.js';
 import type { AddInstruction, CopyInstruction, Instruction } from './parser.js';
 import { planBuild, resolveStageRef } from './stages.js';
-import { ContextSums, HostNames, sourcesHash, tarSourceHash } from './sourcehash.js';
+import { HostNames, sourcesHash, tarSourceHash } from './sourcehash.js';
 import { goDuration, goQuote, goQuoteList, goQuoteRune } from './gofmt.js';
 import type { BuildPlan } from './stages.js';
 
@@ -339,10 +341,12 @@ export class Builder {
     const dir = await mkdtemp(join(this.tempParent, 'build-'));
     const run = new BuildRun(this, opts, opts.quiet === true ? (m) => { if (m.stream === undefined && m.status === undefined) emit(m); } : emit);
     try {
-      const ctxDir = join(dir, 'context');
-      await mkdir(ctxDir, { mode: 0o700 });
-      await applyLayer(completeTar(context), ctxDir, { mode: 'copy', refuseWhiteouts: true, observe: (h) => run.sums.observe(h) });
-      const id = await run.run(ctxDir);
+      // The context goes to one file first; its files are written out only if a step needs them.
+      const spool = join(dir, 'context.tar');
+      await pipeline(Readable.from(completeTar(context)), createWriteStream(spool, { mode: 0o600 }));
+      const dockerfile = cleanPath(opts.dockerfile === undefined || opts.dockerfile === '' ? 'Dockerfile' : opts.dockerfile);
+      const ctx = await BuildContext.open(spool, join(dir, 'context'), [dockerfile, '.dockerignore']);
+      const id = await run.run(ctx);
       const named: string[] = [];
       for (const t of tags) {
         const found = await this.images.find(id);
@@ -392,12 +396,10 @@ class BuildRun {
   private plan!: BuildPlan;
   private escape: '\\' | '`' = '\\';
   private buildArgs!: BuildArgs;
-  private ctxDir = '';
+  private ctx!: BuildContext;
   private ctxEntries = new Map<string, ContextEntry['type']>();
   private ctxList: string[] = [];
   private filename = 'Dockerfile';
-  /** The context's content hashes, taken as it is extracted. */
-  readonly sums = new ContextSums();
   private readonly names = new HostNames();
   /** Base images by name, each looked up (or pulled) once per build. */
   private readonly bases = new Map<string, Promise<ResolvedImage>>();
@@ -455,24 +457,16 @@ class BuildRun {
   }
 
   /** Runs the whole build; the final image's ID. */
-  async run(ctxDir: string): Promise<string> {
-    this.ctxDir = ctxDir;
+  async run(ctx: BuildContext): Promise<string> {
+    this.ctx = ctx;
     const dockerfile = cleanPath(this.opts.dockerfile === undefined || this.opts.dockerfile === '' ? 'Dockerfile' : this.opts.dockerfile);
     if (dockerfile.startsWith('../') || dockerfile === '..') throw invalid(`the Dockerfile (${dockerfile}) must be within the build context`);
     this.filename = posix.basename(dockerfile);
-    let text: string;
-    try {
-      text = await readFile(join(ctxDir, dockerfile), 'utf8');
-    } catch {
-      throw invalid(`Cannot locate specified Dockerfile: ${dockerfile}`);
-    }
-    let ignore: string[] = [];
-    try {
-      ignore = parseDockerignore(await readFile(join(ctxDir, '.dockerignore'), 'utf8'));
-    } catch {
-      // no .dockerignore
-    }
-    const entries = await contextFiles(ctxDir, ignore, { dockerfile });
+    const text = (await ctx.read(dockerfile))?.toString('utf8');
+    if (text === undefined) throw invalid(`Cannot locate specified Dockerfile: ${dockerfile}`);
+    const ignoreText = await ctx.read('.dockerignore');
+    const ignore = ignoreText === undefined ? [] : parseDockerignore(ignoreText.toString('utf8'));
+    const entries = await contextFiles(ctx.tree(), ignore, { dockerfile });
     for (const e of entries) {
       if (e.buildOnly === true) continue;
       this.ctxEntries.set(e.path, e.type);
@@ -1166,7 +1160,7 @@ class BuildRun {
         continue;
       }
       for (const path of this.matchContext(s.path, inst.kind)) {
-        hashes.push(this.sums.sourceHash(path, path === '' || this.ctxEntries.get(path) === 'directory', this.ctxList));
+        hashes.push(this.ctx.sums.sourceHash(path, path === '' || this.ctxEntries.get(path) === 'directory', this.ctxList));
       }
     }
     if (hashes.length === 0) throw invalid(`${inst.kind} failed: no source files were specified`);
@@ -1270,6 +1264,7 @@ class BuildRun {
       else matched.push(...this.matchContext(s.path, inst.kind).map((path) => ({ path })));
     }
     if (matched.length === 0) throw invalid(`${inst.kind} failed: no source files were specified`);
+    const ctxDir = matched.some((m) => m.heredoc === undefined) ? await this.ctx.root() : '';
     const toDir = this.destIsDir(destRaw, dest, matched.length, target);
     const uid = owner?.uid ?? 0;
     const gid = owner?.gid ?? 0;
@@ -1290,13 +1285,13 @@ class BuildRun {
         continue;
       }
       const type = m.path === '' ? 'directory' : this.ctxEntries.get(m.path);
-      const host = join(this.ctxDir, m.path);
+      const host = join(ctxDir, m.path);
       if (type === 'directory') {
         yield* parents(dest);
         const prefix = m.path === '' ? '' : `${m.path}/`;
         for (const e of this.ctxList) {
           if (!e.startsWith(prefix)) continue;
-          yield* this.hostEntry(join(this.ctxDir, e), posix.join(dest, e.slice(prefix.length)), uid, gid, chmod);
+          yield* this.hostEntry(join(ctxDir, e), posix.join(dest, e.slice(prefix.length)), uid, gid, chmod);
         }
         continue;
       }

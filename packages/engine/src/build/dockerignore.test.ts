@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { PatternMatcher, cleanPath, contextFiles, parseDockerignore } from './dockerignore.js';
+import { PatternMatcher, cleanPath, contextFiles, listedTree, parseDockerignore } from './dockerignore.js';
 
 test('cleanPath is Go path.Clean', () => {
   const cases: [string, string][] = [
@@ -156,4 +156,11 @@ test('contextFiles lists what is sent', async (t) => {
   assert.ok(!custom.some((e) => e.path === 'Dockerfile'), 'the default Dockerfile is excluded when another is used');
 
   await assert.rejects(contextFiles(path.join(root, 'missing'), []), { code: 'ENOENT' });
+
+  // The same from a listing (a context tar's entries, parents left implicit, any order).
+  const listing = all.filter((e) => e.type !== 'directory' || e.path === 'empty').reverse().map((e) => ({ path: e.path, type: e.type }));
+  const tree = listedTree(listing);
+  assert.deepEqual(await contextFiles(tree, []), all);
+  assert.deepEqual(await contextFiles(tree, patterns), sent);
+  assert.deepEqual(await contextFiles(tree, patterns, { dockerfile: 'docker/Dockerfile.dev' }), custom);
 });

@@ -246,34 +246,92 @@ export interface ContextOptions {
   readonly dockerfile?: string;
 }
 
+/** A build context's tree: a directory's entries, and one path's type. */
+export interface ContextTree {
+  /** The entries of the directory at `rel` ("" is the root). */
+  list(rel: string): Promise<{ name: string; type: ContextEntry['type'] }[]>;
+  /** The type of the entry at `rel`, undefined when there is none. */
+  typeOf(rel: string): Promise<ContextEntry['type'] | undefined>;
+}
+
+const typeOfStats = (st: { isDirectory(): boolean; isFile(): boolean; isSymbolicLink(): boolean }): ContextEntry['type'] =>
+  st.isDirectory() ? 'directory' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other';
+
+/** A directory on disk as a context tree. */
+export function directoryTree(root: string): ContextTree {
+  return {
+    async list(rel) {
+      const dir = rel === '' ? root : path.join(root, rel);
+      const out: { name: string; type: ContextEntry['type'] }[] = [];
+      for (const name of await readdir(dir)) out.push({ name, type: typeOfStats(await lstat(path.join(dir, name))) });
+      return out;
+    },
+    async typeOf(rel) {
+      try {
+        return typeOfStats(await lstat(path.join(root, rel)));
+      } catch {
+        return undefined;
+      }
+    },
+  };
+}
+
 /**
- * Lists what a build context directory sends, in lexical walk order:
- * everything not excluded by the patterns (directories excluded but with
- * `!` exceptions below are walked, the exceptions kept). The Dockerfile and
- * .dockerignore are always listed. Symlinks are listed, not followed.
+ * A listing (slash paths relative to the root, as a context tar holds
+ * them) as a context tree; parents a listing leaves implicit are
+ * directories.
+ */
+export function listedTree(entries: Iterable<{ path: string; type: ContextEntry['type'] }>): ContextTree {
+  const types = new Map<string, ContextEntry['type']>();
+  const children = new Map<string, Set<string>>([['', new Set()]]);
+  const add = (p: string, type: ContextEntry['type']): void => {
+    if (p === '') return;
+    const slash = p.lastIndexOf('/');
+    const parent = slash < 0 ? '' : p.slice(0, slash);
+    if (!types.has(parent) && parent !== '') add(parent, 'directory');
+    let c = children.get(parent);
+    if (c === undefined) {
+      c = new Set();
+      children.set(parent, c);
+    }
+    c.add(slash < 0 ? p : p.slice(slash + 1));
+    types.set(p, type);
+  };
+  for (const e of entries) add(e.path, e.type);
+  return {
+    async list(rel) {
+      return [...(children.get(rel) ?? [])].map((name) => {
+        const p = rel === '' ? name : `${rel}/${name}`;
+        return { name, type: types.get(p) ?? 'other' };
+      });
+    },
+    async typeOf(rel) {
+      return rel === '' ? 'directory' : types.get(rel);
+    },
+  };
+}
+
+/**
+ * Lists what a build context sends, in lexical walk order: everything not
+ * excluded by the patterns (directories excluded but with `!` exceptions
+ * below are walked, the exceptions kept). The Dockerfile and .dockerignore
+ * are always listed. Symlinks are listed, not followed. `root` is a
+ * directory or a context tree.
  */
 export async function contextFiles(
-  root: string,
+  root: string | ContextTree,
   patterns: readonly string[],
   options: ContextOptions = {},
 ): Promise<ContextEntry[]> {
+  const tree = typeof root === 'string' ? directoryTree(root) : root;
   const pm = new PatternMatcher(patterns);
   const keep = new Set(['.dockerignore', cleanPath(options.dockerfile ?? 'Dockerfile')]);
   const out: ContextEntry[] = [];
   const seen = new Set<string>();
   const walk = async (rel: string): Promise<void> => {
-    const dir = rel === '' ? root : path.join(root, rel);
-    const names = (await readdir(dir)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    for (const name of names) {
+    const entries = (await tree.list(rel)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const { name, type } of entries) {
       const p = rel === '' ? name : `${rel}/${name}`;
-      const st = await lstat(path.join(root, p));
-      const type: ContextEntry['type'] = st.isDirectory()
-        ? 'directory'
-        : st.isFile()
-          ? 'file'
-          : st.isSymbolicLink()
-            ? 'symlink'
-            : 'other';
       const excluded = pm.matches(p);
       if (excluded) {
         if (keep.has(p)) {
@@ -293,12 +351,7 @@ export async function contextFiles(
   // A Dockerfile below an excluded directory that was not walked.
   for (const k of keep) {
     if (seen.has(k) || k.startsWith('../') || k === '..') continue;
-    try {
-      const st = await lstat(path.join(root, k));
-      if (st.isFile()) out.push({ path: k, type: 'file', buildOnly: true });
-    } catch {
-      // absent: nothing to send
-    }
+    if (await tree.typeOf(k) === 'file') out.push({ path: k, type: 'file', buildOnly: true });
   }
   return out;
 }

@@ -135,7 +135,8 @@ export class ContextSums {
       uid: e.uid,
       gid: e.gid,
       size: e.size,
-      typeflag: modeOf(e.type, 0).typeflag,
+      // As the tar has it: a hard link is its own type here, with no content.
+      typeflag: e.type === 'hardlink' ? '1' : modeOf(e.type, 0).typeflag,
       linkname: e.linkpath,
       uname: e.uname,
       gname: e.gname,
