@@ -394,3 +394,31 @@ test('a hostile archive cannot write outside the container', { skip: !isRoot && 
   for (const f of readdirSync('/tmp')) assert.ok(!f.includes(tag), `/tmp/${f}`);
   await assertNoViews();
 });
+
+test('docker cp of large files and many entries in one directory, and an archive whose "." is not a directory', { skip: !isRoot && 'needs root' }, async (t) => {
+  const base = tempDir(t, 'berth-cp-big-');
+  const out = tempDir(t, 'berth-cp-big-out-');
+  const name = `cp-big-${rand()}`;
+  dockerOk(sock(), ['run', '-d', '--name', name, 'busybox', 'sleep', '1000']);
+  // 5 MiB of random data with 1 MiB of zeros in its middle (written in batches, the zeros as a hole)
+  const big = Buffer.concat([randomBytes(2 << 20), Buffer.alloc(1 << 20), randomBytes((2 << 20) + 123)]);
+  const d = join(base, 'd');
+  mkdirSync(d);
+  writeFileSync(join(d, 'big'), big);
+  for (let i = 0; i < 300; i++) writeFileSync(join(d, `f${i}`), `${i}\n`);
+  dockerOk(sock(), ['cp', d, `${name}:/tmp/`]);
+  assert.equal(dockerOk(sock(), ['exec', name, 'sh', '-c', 'ls /tmp/d | wc -l; cat /tmp/d/f0 /tmp/d/f299']).trim(), '301\n0\n299');
+  dockerOk(sock(), ['cp', `${name}:/tmp/d`, join(out, 'd')]);
+  assert.ok(readFileSync(join(out, 'd', 'big')).equals(big), 'the large file comes back byte for byte');
+  assert.equal(readFileSync(join(out, 'd', 'f150'), 'utf8'), '150\n');
+
+  // an entry "." that is a file: refused with noOverwriteDirNonDir, otherwise left out (the directory stays)
+  const dot = makeTar([{ name: '.', type: 'file', data: 'x' }, { name: 'after', type: 'file', data: 'after\n' }]);
+  const refused = await put(`/containers/${name}/archive?path=/tmp/d&noOverwriteDirNonDir=1`, dot);
+  assert.equal(refused.status, 500, refused.body);
+  assert.match(refused.body, /cannot overwrite directory \\"\/tmp\/d\\" with non-directory/);
+  const skipped = await put(`/containers/${name}/archive?path=/tmp/d`, dot);
+  assert.equal(skipped.status, 200, skipped.body);
+  assert.equal(dockerOk(sock(), ['exec', name, 'sh', '-c', 'cat /tmp/d/after; ls /tmp/d | wc -l']).trim(), 'after\n302');
+  await assertNoViews();
+});

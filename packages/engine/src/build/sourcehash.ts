@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
-import type { EntryObserver, TarEntry, TarEntryType, TarHeader } from '@berth/images';
+import type { TarEntry, TarEntryType, TarHeader } from '@berth/images';
 
 /** The tar header fields a tarsum v1 header takes. */
 export interface SumHeader {
@@ -126,8 +126,8 @@ export function sourcesHash(hashes: readonly string[]): string {
 export class ContextSums {
   private readonly sums = new Map<string, string>();
 
-  /** For applyLayer's `observe`: hashes one entry of the context tar. */
-  observe(e: TarHeader): EntryObserver {
+  /** Hashes one entry of the context tar: its header now, its content through `data`, done at `end`. */
+  observe(e: TarHeader): { data(chunk: Buffer): void; end(): void } {
     const rel = posix.join('.', posix.join('/', e.path)).replace(/\/+$/, '');
     const h = headerHash({
       name: e.path,

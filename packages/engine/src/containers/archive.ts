@@ -8,9 +8,10 @@
  * RESOLVE_IN_ROOT on an fd held on its root), as if the view were "/": a
  * symlink `/escape -> /` or `-> ../../..` leads back to the container's root,
  * never to the host's. Mount targets are named through /proc/<pid>/fd/<fd> of
- * the resolved directory, so nothing is looked up again by path. Archives are
- * extracted by @berth/images' applyLayer on that same root, after their names
- * are rebased under the destination and checked not to climb out of it.
+ * the resolved directory, so nothing is looked up again by path. A client's
+ * archive is parsed once and its entries extracted by @berth/images'
+ * applyEntries on that same root, each name rebased under the destination and
+ * checked not to climb out of it.
  */
 import { execFile } from 'node:child_process';
 import { closeSync, constants as fsc, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
@@ -21,8 +22,8 @@ import { PassThrough } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { BerthError, errnoCode, internal, invalid, notFound, unavailable } from '@berth/base';
-import { TarWriter, TreeTar, applyLayer, at, closeFd, decompress, mountAll, mountsUnder, openDirectory, openat2, readTar, sys } from '@berth/images';
-import type { Mount, TarEntryType, TarWriteEntry } from '@berth/images';
+import { TarWriter, TreeTar, applyEntries, applyLayer, at, closeFd, decompress, mountAll, mountsUnder, openDirectory, openat2, readTar, sys } from '@berth/images';
+import type { EntryNames, Mount, TarEntry } from '@berth/images';
 
 const run = promisify(execFile);
 const CHUNK = 256 * 1024;
@@ -443,57 +444,46 @@ export class ContainerFs {
     }
     opts.check?.(dest);
     const destParts = parts(dest);
+    const label = `extracting into ${dest}`;
 
-    const pass = new PassThrough({ highWaterMark: CHUNK });
-    const w = new TarWriter(pass);
-    const produce = async (): Promise<void> => {
-      for await (const e of readTar(decompress(source))) {
-        const rawName = e.rawPath.toString('latin1');
-        const rel = normalise(rawName);
-        if (rel === null) throw internal(`${JSON.stringify(e.path)} is outside of ${JSON.stringify(dest)}`);
-        const base = rel[rel.length - 1] ?? '';
-        if (base.startsWith('.wh.')) throw invalid(`archive entry ${JSON.stringify(e.path)}: names starting with ".wh." are reserved for layer whiteouts`);
-        const full = [...destParts, ...rel];
-        if (opts.noOverwriteDirNonDir && rel.length > 0) this.checkOverwrite(full, e.type, dest);
-        const name = full.length === 0 ? './' : `${full.join('/')}${e.type === 'dir' ? '/' : ''}`;
-        const entry: TarWriteEntry = {
-          type: e.type, path: Buffer.from(name, 'latin1'), mode: e.mode,
-          uid: opts.copyUIDGID ? e.uid : 0, gid: opts.copyUIDGID ? e.gid : 0, mtime: Math.floor(e.mtime),
-        };
-        if (e.type === 'file') entry.size = e.size;
-        if (e.type === 'symlink') entry.linkpath = e.rawLinkpath;
-        if (e.type === 'hardlink') {
-          const target = normalise(e.rawLinkpath.toString('latin1'));
-          if (target === null) throw internal(`invalid hardlink ${JSON.stringify(e.linkpath)}: outside of ${JSON.stringify(dest)}`);
-          entry.linkpath = Buffer.from([...destParts, ...target].join('/'), 'latin1');
-        }
-        if (e.type === 'char' || e.type === 'block') {
-          entry.devmajor = e.devmajor;
-          entry.devminor = e.devminor;
-        }
-        if (e.xattrs.size > 0) entry.xattrs = e.xattrs;
-        await w.add(entry, e.type === 'file' ? e.body : undefined);
+    // The client's entries go straight to the extractor, each name rebased under the destination.
+    const mapNames = (e: TarEntry): EntryNames | null => {
+      const rel = normalise(e.rawPath.toString('latin1'));
+      if (rel === null) throw internal(`${JSON.stringify(e.path)} is outside of ${JSON.stringify(dest)}`);
+      const base = rel[rel.length - 1] ?? '';
+      if (base.startsWith('.wh.')) throw invalid(`archive entry ${JSON.stringify(e.path)}: names starting with ".wh." are reserved for layer whiteouts`);
+      if (rel.length === 0 && e.type !== 'dir') {
+        // Docker's untar leaves the destination directory alone (or refuses, with noOverwriteDirNonDir)
+        if (opts.noOverwriteDirNonDir) throw internal(`cannot overwrite directory ${JSON.stringify(dest)} with non-directory ${JSON.stringify(dest)}`);
+        return null;
       }
-      await w.finish();
-      pass.end();
+      if (!opts.copyUIDGID) {
+        e.uid = 0;
+        e.gid = 0;
+      }
+      // whole seconds, the access time the modification time's
+      e.mtime = Math.floor(e.mtime);
+      delete e.atime;
+      const names: EntryNames = { path: [...destParts, ...rel] };
+      if (e.type === 'hardlink') {
+        const target = normalise(e.rawLinkpath.toString('latin1'));
+        if (target === null) throw internal(`invalid hardlink ${JSON.stringify(e.linkpath)}: outside of ${JSON.stringify(dest)}`);
+        names.linkpath = [...destParts, ...target];
+      }
+      return names;
     };
-    let produceError: unknown;
-    const producing = produce().catch((err: unknown) => {
-      produceError = err;
-      pass.destroy(err instanceof Error ? err : new Error(String(err)));
+    const onReplace = (full: readonly string[], existingIsDir: boolean): void => {
+      const path = `/${full.join('/')}`;
+      if (existingIsDir) throw internal(`cannot overwrite directory ${JSON.stringify(path)} with non-directory ${JSON.stringify(dest)}`);
+      throw internal(`cannot overwrite non-directory ${JSON.stringify(path)} with directory ${JSON.stringify(dest)}`);
+    };
+    await applyEntries(readTar(decompress(source)), this.root, {
+      mode: 'copy',
+      refuseWhiteouts: true,
+      mapNames,
+      ...(opts.noOverwriteDirNonDir ? { onReplace } : {}),
+      label,
     });
-    try {
-      await applyLayer(pass, this.root, { mode: 'copy' });
-    } catch (err) {
-      // The producer set its error before it broke the stream: that is the cause.
-      if (produceError !== undefined) throw produceError;
-      // Otherwise the producer stops at its next write (it may be waiting on the client).
-      pass.destroy();
-      if (err instanceof BerthError) throw new BerthError(err.kind, err.message.replace(/^apply layer: /, `extracting into ${dest}: `), { cause: err });
-      throw err;
-    }
-    await producing;
-    if (produceError !== undefined) throw produceError;
   }
 
   /**
@@ -508,26 +498,6 @@ export class ContainerFs {
     } catch (err) {
       if (err instanceof BerthError) throw new BerthError(err.kind, err.message.replace(/^apply layer: /, 'extracting: '), { cause: err });
       throw err;
-    }
-  }
-
-  /** Docker's noOverwriteDirNonDir rule for the entry at `full` (container path components). */
-  private checkOverwrite(full: readonly string[], type: TarEntryType, dest: string): void {
-    const c = sys().constants;
-    let parent: number;
-    try {
-      parent = openInRoot(this.rootFd, full.slice(0, -1).join('/'), c.O_PATH | c.O_DIRECTORY);
-    } catch {
-      return; // its parent does not exist yet: nothing to overwrite
-    }
-    try {
-      const st = lstatSync(at(parent, full[full.length - 1] ?? '.'), { throwIfNoEntry: false });
-      if (st === undefined) return;
-      const path = `/${full.join('/')}`;
-      if (st.isDirectory() && type !== 'dir') throw internal(`cannot overwrite directory ${JSON.stringify(path)} with non-directory ${JSON.stringify(dest)}`);
-      if (!st.isDirectory() && type === 'dir') throw internal(`cannot overwrite non-directory ${JSON.stringify(path)} with directory ${JSON.stringify(dest)}`);
-    } finally {
-      closeFd(parent);
     }
   }
 }

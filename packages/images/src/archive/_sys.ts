@@ -65,13 +65,13 @@ export function sys(): Sys {
 
 /**
  * openat2 with retries on EAGAIN (which RESOLVE_IN_ROOT returns when a rename raced
- * with the lookup of "..").
+ * with the lookup of ".."); `mode` is the new file's mode with O_CREAT.
  */
-export function openat2(dirfd: number, path: PathArg, flags: number, resolve: number): number {
+export function openat2(dirfd: number, path: PathArg, flags: number, resolve: number, mode = 0): number {
   const s = sys();
   for (let i = 0; ; i++) {
     try {
-      return s.openat2(dirfd, path, flags | s.constants.O_CLOEXEC, 0, resolve);
+      return s.openat2(dirfd, path, flags | s.constants.O_CLOEXEC, mode, resolve);
     } catch (err) {
       if (errnoCode(err) === 'EAGAIN' && i < 16) continue;
       throw err;

@@ -3,12 +3,13 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, rmSync, readFileSync, readdirSync, readlinkSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createGzip, gzipSync } from 'node:zlib';
 import { TarWriter } from './writer.js';
 import { BerthError, ErrorKind } from '@berth/base';
-import { applyLayer, type ApplyOptions } from './apply.js';
+import { applyEntries, applyLayer, type ApplyOptions, type EntryNames } from './apply.js';
+import { readTar, type TarEntry } from './reader.js';
 import { sys } from './_sys.js';
 import { BLOCK, F, putNumber } from './_format.js';
 import {
@@ -270,4 +271,114 @@ test('a gzip bomb is stopped by the size limit', async (t) => {
   const err = await refused(s, bomb, /entry "bomb1".*uncompressed size exceeds the limit of 67108864 bytes/, { mode: 'copy', maxBytes: 64 << 20 });
   assert.equal(err.kind, ErrorKind.ResourceExhausted);
   assert.ok(!existsSync(join(s.root, 'bomb2')));
+});
+
+// ---- applyEntries: parsed entries, names mapped by the caller ----
+
+/** The entries of a tar, each passed to `between` before it is handed on (to change the tree meanwhile). */
+async function* entriesOf(tar: Buffer, between: (e: TarEntry) => void = () => undefined): AsyncGenerator<TarEntry> {
+  for await (const e of readTar(chunks(tar))) {
+    between(e);
+    yield e;
+  }
+}
+
+const under = (prefix: string[]) => (e: TarEntry): EntryNames | null => {
+  const path = e.rawPath.toString('latin1').split('/').filter((p) => p !== '' && p !== '.');
+  if (path.includes('..')) throw new Error(`caller refuses ${e.path}`);
+  if (path[0] === 'skip') return null;
+  const names: EntryNames = { path: [...prefix, ...path] };
+  if (e.type === 'hardlink') names.linkpath = [...prefix, ...e.rawLinkpath.toString('latin1').split('/')];
+  return names;
+};
+
+test('applyEntries: names mapped by the caller, skipped entries, the caller\'s errors as they are', async (t) => {
+  if (!ensureRoot(t)) return;
+  const s = await sandbox(t);
+  const before = await outside(s);
+  const big = randomBytes(3 << 20);
+  const tar = await tarOf([dir('a'), file('a/f', 'one'), file('a/big', big), hardlink('a/h', 'a/f'), symlink('a/l', '/etc'), file('skip/x', 'no'), file('b', 'two')]);
+  const n = await applyEntries(entriesOf(tar), s.root, { mode: 'copy', mapNames: under(['dest', 'sub']) });
+  assert.equal(n, 7);
+  assert.equal(readFileSync(join(s.root, 'dest/sub/a/f'), 'utf8'), 'one');
+  assert.ok(readFileSync(join(s.root, 'dest/sub/a/big')).equals(big));
+  assert.equal(lstatSync(join(s.root, 'dest/sub/a/h')).ino, lstatSync(join(s.root, 'dest/sub/a/f')).ino);
+  assert.equal(readlinkSync(join(s.root, 'dest/sub/a/l')), '/etc');
+  assert.equal(readFileSync(join(s.root, 'dest/sub/b'), 'utf8'), 'two');
+  assert.ok(!existsSync(join(s.root, 'dest/sub/skip')) && !existsSync(join(s.root, 'skip')));
+  assert.equal(lstatSync(join(s.root, 'dest/sub/a/f')).mtimeMs, 1_600_000_000_000);
+
+  const caller = new Error('from the caller');
+  await assert.rejects(applyEntries(entriesOf(await tarOf([file('x', 'x')])), s.root, { mode: 'copy', mapNames: () => { throw caller; } }), (err) => err === caller);
+  await assert.rejects(
+    applyEntries(entriesOf(await tarOf([file('x', 'x')])), s.root, { mode: 'copy', mapNames: () => ({ path: ['a', '..', 'x'] }), label: 'extracting into /d' }),
+    /^BerthError\(InvalidArgument\): extracting into \/d: entry "x" at offset 0: the name component "\.\." is not a plain name/,
+  );
+  assert.deepEqual(await outside(s), before);
+});
+
+test('applyEntries: onReplace sees a directory replaced by a file and the reverse, and can refuse', async (t) => {
+  if (!ensureRoot(t)) return;
+  const s = await sandbox(t);
+  mkdirSync(join(s.root, 'd'));
+  writeFileSync(join(s.root, 'd/keep'), 'k');
+  writeFileSync(join(s.root, 'f'), 'f');
+  const seen: string[] = [];
+  const refuse = new Error('refused');
+  const onReplace = (p: readonly string[], isDir: boolean): void => {
+    seen.push(`${p.join('/')}:${isDir}`);
+    throw refuse;
+  };
+  for (const entry of [file('d', 'x'), symlink('d', '/'), hardlink('d', 'f'), dir('f')]) {
+    await assert.rejects(applyEntries(entriesOf(await tarOf([entry])), s.root, { mode: 'copy', onReplace }), (err) => err === refuse);
+  }
+  assert.deepEqual(seen, ['d:true', 'd:true', 'd:true', 'f:false']);
+  assert.equal(readFileSync(join(s.root, 'd/keep'), 'utf8'), 'k');
+  assert.equal(readFileSync(join(s.root, 'f'), 'utf8'), 'f');
+  // file over file and directory over directory are no replacement of a kind
+  await applyEntries(entriesOf(await tarOf([file('f', 'new'), dir('d', { mode: 0o700 })])), s.root, { mode: 'copy', onReplace });
+  assert.equal(readFileSync(join(s.root, 'f'), 'utf8'), 'new');
+  assert.equal(lstatSync(join(s.root, 'd')).mode & 0o777, 0o700);
+  assert.equal(seen.length, 4);
+});
+
+test('a parent directory kept open is looked up again once the archive replaced it', async (t) => {
+  if (!ensureRoot(t)) return;
+  const s = await sandbox(t);
+  const before = await outside(s);
+  // d/f1 is written through d; then d becomes a link to /e (in the root): d/f2 lands in e
+  await applyEntries(entriesOf(await tarOf([dir('e'), dir('d'), file('d/f1', '1'), symlink('d', '/e'), file('d/f2', '2')])), s.root, { mode: 'copy' });
+  assert.equal(readlinkSync(join(s.root, 'd')), '/e');
+  assert.equal(readFileSync(join(s.root, 'e/f2'), 'utf8'), '2');
+  assert.deepEqual(readdirSync(join(s.root, 'e')), ['f2']);
+  // the same through a whiteout in a layer: d2 (of an earlier layer) goes, then d2/g makes a new d2
+  mkdirSync(join(s.root, 'd2'));
+  writeFileSync(join(s.root, 'd2/old'), 'old');
+  await applied(s, [file('d2/a', 'a'), file('.wh.d2'), file('d2/g', 'g')]);
+  assert.deepEqual(readdirSync(join(s.root, 'd2')), ['g']);
+  assert.deepEqual(await outside(s), before);
+});
+
+test('a parent directory swapped for a symlink out of the root between entries never leads out', async (t) => {
+  if (!ensureRoot(t)) return;
+  const s = await sandbox(t);
+  const before = await outside(s);
+  let i = 0;
+  // between entries, d is moved aside and replaced by links to the sentinel (absolute and relative)
+  const swap = (): void => {
+    const d = join(s.root, 'd');
+    if (!existsSync(join(s.root, 'a'))) mkdirSync(join(s.root, 'a'));
+    if (lstatSync(d, { throwIfNoEntry: false })?.isDirectory() === true) renameSync(d, join(s.root, 'a', `moved${i}`));
+    else rmSync(d, { force: true });
+    symlinkSync(i % 2 === 0 ? s.sentinel : '../../../../../sentinel', d);
+    i++;
+  };
+  const tar = await tarOf([dir('d'), file('d/f0', '0'), file('d/f1', '1'), file('d/f2', '2'), dir('d/x'), file('d/x/y', 'y')]);
+  let first = true;
+  await applyEntries(entriesOf(tar, () => {
+    if (first) first = false;
+    else swap();
+  }), s.root, { mode: 'copy' }).catch(() => undefined);
+  assert.deepEqual(await outside(s), before, 'nothing written outside the root');
+  assert.deepEqual(readdirSync(s.sentinel), ['etc']);
 });

@@ -8,9 +8,17 @@
 // mkdir, symlink, link, O_NOFOLLOW|O_EXCL opens, mknodat on the fd, l*xattr, lchown,
 // lutimes).
 //
+// The parent directory stays open while consecutive entries go into it (any removal
+// the extractor makes has it looked up again), and an entry is made first (O_EXCL,
+// mkdir, symlink, mknod), what is in the way looked at only when that fails with EEXIST.
+//
 // The file system calls are synchronous on purpose: each is short (metadata, or a write
 // into the page cache), and a round trip through libuv's thread pool per call made
-// extraction three times slower. Only reading the stream is asynchronous.
+// extraction three times slower (file data written by the pool while the next batch is
+// read gained nothing either). Only reading the stream is asynchronous.
+//
+// applyLayer reads a layer's tar; applyEntries takes entries already parsed (docker cp's
+// archive) with their names mapped by the caller.
 import * as fs from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 
@@ -19,7 +27,7 @@ import { BerthError, ErrorKind, errnoCode, invalid } from '@berth/base';
 import { quote } from './_format.js';
 import { at, openat2, sys } from './_sys.js';
 import { DEFAULT_MAX_LAYER_BYTES, Meter, decompress } from './compress.js';
-import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_META_BYTES, readTar, type TarEntry, type TarHeader } from './reader.js';
+import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_META_BYTES, readTar, type TarEntry } from './reader.js';
 
 export type ApplyMode = 'overlay' | 'copy';
 
@@ -41,24 +49,6 @@ export interface ApplyOptions {
   maxMetaBytes?: number;
   /** Refuse names starting with ".wh." instead of taking them for whiteouts (an archive that is not a layer). */
   refuseWhiteouts?: boolean;
-  /**
-   * Sees each entry as it is applied: the header first, then the body's
-   * chunks through the returned callback, then `end` once the entry is
-   * applied.
-   */
-  observe?: (header: TarHeader) => EntryObserver | undefined;
-}
-
-export interface EntryObserver {
-  data(chunk: Buffer): void;
-  end(): void;
-}
-
-async function* observed(body: AsyncIterable<Buffer>, o: EntryObserver): AsyncGenerator<Buffer> {
-  for await (const c of body) {
-    o.data(c);
-    yield c;
-  }
 }
 
 export interface ApplyResult {
@@ -116,15 +106,46 @@ function kindOfErrno(code: string | undefined): ErrorKind {
   }
 }
 
-function entryError(entry: TarEntry, err: unknown): BerthError {
+function entryError(entry: TarEntry, err: unknown, label: string): BerthError {
   const msg = err instanceof Error ? err.message : String(err);
-  const prefix = `apply layer: entry ${quote(entry.rawPath)} at offset ${entry.offset}`;
+  const prefix = `${label}: entry ${quote(entry.rawPath)} at offset ${entry.offset}`;
   if (err instanceof BerthError) return new BerthError(err.kind, `${prefix}: ${msg.replace(/^tar: /, '')}`, { cause: err });
   return new BerthError(kindOfErrno(errnoCode(err)), `${prefix}: ${msg}`, { cause: err });
 }
 
 function lstatOrNull(p: Buffer): BigIntStats | null {
   return fs.lstatSync(p, { bigint: true, throwIfNoEntry: false }) ?? null;
+}
+
+/**
+ * Where an entry goes, as components below the target directory (no "", ".", ".." or
+ * "/" in them; [] is the target itself).
+ */
+export interface EntryNames {
+  path: string[];
+  /** A hard link's target, likewise. */
+  linkpath?: string[];
+}
+
+export interface ApplyEntriesOptions {
+  /** As ApplyOptions.mode. */
+  mode: ApplyMode;
+  /** As ApplyOptions.refuseWhiteouts. */
+  refuseWhiteouts?: boolean;
+  /**
+   * Where each entry goes, or null to skip it. What it throws ends the extraction as it
+   * is. Default: the entry's name (and a hard link's target) with "." and ".." folded,
+   * refused when it climbs out of the target.
+   */
+  mapNames?: (entry: TarEntry) => EntryNames | null;
+  /**
+   * Called before an existing directory is replaced by a non-directory, or a
+   * non-directory by a directory (`path` as mapped); what it throws ends the
+   * extraction as it is.
+   */
+  onReplace?: (path: readonly string[], existingIsDir: boolean, entry: TarEntry) => void;
+  /** What error messages start with. Default "apply layer". */
+  label?: string;
 }
 
 const ZERO = Buffer.alloc(64 * 1024);
@@ -137,19 +158,73 @@ function isZero(b: Buffer): boolean {
   return true;
 }
 
+/** File data is written in batches of up to this many bytes, or chunks (one writev each). */
+const WRITE_BATCH = 1 << 20;
+const WRITE_BUFFERS = 256;
+
+/** Writes `bufs` at `pos`, all of them. */
+function writeAll(fd: number, bufs: Buffer[], total: number, pos: number): void {
+  let done = fs.writevSync(fd, bufs, pos);
+  if (done === total) return;
+  // a short write: the rest one buffer at a time
+  for (const b of bufs) {
+    if (done >= b.length) {
+      done -= b.length;
+      pos += b.length;
+      continue;
+    }
+    let off = done;
+    done = 0;
+    while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off, pos + off);
+    pos += b.length;
+  }
+}
+
+/** An error of the caller's (a callback's): it ends the extraction as it is. */
+class CallerError {
+  constructor(readonly error: unknown) {}
+}
+
+function checkNames(parts: readonly string[]): void {
+  for (const p of parts) {
+    if (p === '' || p === '.' || p === '..' || p.includes('/') || p.includes('\0')) {
+      throw invalid(`the name component ${JSON.stringify(p)} is not a plain name`);
+    }
+  }
+}
+
+function defaultNames(e: TarEntry): EntryNames {
+  const path = normalise(e.rawPath.toString('latin1'));
+  if (path === null) throw invalid('the path climbs out of the layer root with ".."');
+  if (e.type !== 'hardlink') return { path };
+  const linkpath = normalise(e.rawLinkpath.toString('latin1'));
+  if (linkpath === null) throw invalid(`hard link target ${quote(e.rawLinkpath)} climbs out of the layer root`);
+  return { path, linkpath };
+}
+
 class Extractor {
   private readonly s = sys();
   private readonly c = this.s.constants;
   private readonly dirFlags = this.c.O_PATH | this.c.O_DIRECTORY;
   private readonly resolve = this.c.RESOLVE_IN_ROOT | this.c.RESOLVE_NO_MAGICLINKS;
+  /** One component below a directory fd, never through a symlink. */
+  private readonly beneath = this.c.RESOLVE_BENEATH | this.c.RESOLVE_NO_SYMLINKS | this.c.RESOLVE_NO_MAGICLINKS;
   /** Paths this layer created (copy mode): whiteouts and opaque markers spare them. */
   private readonly created = new Set<string>();
   private readonly dirTimes: Array<{ parts: string[]; atime: number; mtime: number }> = [];
+  /**
+   * The parent directory of the last entry, kept open while entries stay in it. Only a
+   * removal can change what a path resolved to (every component it went through
+   * exists), so any removal the extractor makes drops it before the next entry.
+   */
+  private cached: { key: string; fd: number } | undefined;
+  private stale = false;
 
   constructor(
     private readonly rootFd: number,
     private readonly mode: ApplyMode,
     private readonly refuseWhiteouts = false,
+    private readonly onReplace?: (path: readonly string[], existingIsDir: boolean, entry: TarEntry) => void,
   ) {}
 
   /** Opens (O_PATH) the directory at `parts` inside the root; with `create`, makes what is missing (0755). */
@@ -192,9 +267,70 @@ class Extractor {
     }
   }
 
-  async apply(e: TarEntry): Promise<void> {
-    const parts = normalise(e.rawPath.toString('latin1'));
-    if (parts === null) throw invalid('the path climbs out of the layer root with ".."');
+  /** The parent directory `parts` (made where missing), from the cache when it holds it; not to be closed. */
+  private parentFd(parts: string[]): number {
+    const key = parts.join('/');
+    if (this.stale) {
+      this.stale = false;
+      this.close();
+    }
+    if (this.cached !== undefined) {
+      if (this.cached.key === key) return this.cached.fd;
+      this.close();
+    }
+    const fd = this.openDir(parts, true);
+    this.cached = { key, fd };
+    return fd;
+  }
+
+  /** Closes the cached directory. */
+  close(): void {
+    if (this.cached === undefined) return;
+    const { fd } = this.cached;
+    this.cached = undefined;
+    fs.closeSync(fd);
+  }
+
+  /** Removes `p` (a whole tree for a directory); cached lookups are redone from now on. */
+  private remove(p: Buffer, isDir: boolean): void {
+    this.stale = true;
+    if (isDir) fs.rmSync(p, { recursive: true, force: true });
+    else fs.unlinkSync(p);
+  }
+
+  private replacing(parts: readonly string[], existingIsDir: boolean, e: TarEntry): void {
+    if (this.onReplace === undefined) return;
+    try {
+      this.onReplace(parts, existingIsDir, e);
+    } catch (err) {
+      throw new CallerError(err);
+    }
+  }
+
+  /** Removes what is at `base` in the directory pfd, if anything, for the entry `e` to take its place. */
+  private clear(pfd: number, base: string, parts: readonly string[], e: TarEntry): void {
+    const p = at(pfd, base);
+    const existing = lstatOrNull(p);
+    if (existing === null) return;
+    const isDir = existing.isDirectory();
+    if (isDir !== (e.type === 'dir')) this.replacing(parts, isDir, e);
+    this.remove(p, isDir);
+  }
+
+  /** Runs make(), which fails with EEXIST when something is in the way; then clears that and runs it again. */
+  private make<T>(pfd: number, base: string, parts: readonly string[], e: TarEntry, make: () => T): T {
+    try {
+      return make();
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') throw err;
+    }
+    this.clear(pfd, base, parts, e);
+    return make();
+  }
+
+  async apply(e: TarEntry, names: EntryNames): Promise<void> {
+    const parts = names.path;
+    checkNames(parts);
     if (parts.length === 0) {
       if (e.type !== 'dir') throw invalid(`the layer root can only be a directory, not a ${e.type}`);
       this.attributes(this.rootFd, '.', e);
@@ -207,66 +343,84 @@ class Extractor {
       await this.whiteout(parentParts, base);
       return;
     }
-    const rel = parts.join('/');
-    const pfd = this.openDir(parentParts, true);
-    try {
-      const p = at(pfd, base);
-      if (e.type === 'hardlink') {
-        await this.hardlink(pfd, base, parts, e);
-        if (this.mode === 'copy') this.created.add(rel);
+    const pfd = this.parentFd(parentParts);
+    if (this.mode === 'copy') this.created.add(parts.join('/'));
+    switch (e.type) {
+      case 'hardlink': {
+        const target = names.linkpath ?? defaultNames(e).linkpath ?? [];
+        checkNames(target);
+        this.hardlink(pfd, base, parts, target, e);
         return;
       }
-      const existing = lstatOrNull(p);
-      if (existing !== null && !(e.type === 'dir' && existing.isDirectory())) {
-        if (existing.isDirectory()) fs.rmSync(p, { recursive: true, force: true });
-        else fs.unlinkSync(p);
-      }
-      if (this.mode === 'copy') this.created.add(rel);
-      switch (e.type) {
-        case 'file':
-          await this.file(p, e);
-          return;
-        case 'dir':
-          if (existing === null || !existing.isDirectory()) fs.mkdirSync(p, 0o700);
-          this.attributes(pfd, base, e);
-          this.dirTimes.push({ parts, atime: e.atime ?? e.mtime, mtime: e.mtime });
-          return;
-        case 'symlink':
-          if (e.rawLinkpath.length === 0) throw invalid('symlink with an empty target');
-          fs.symlinkSync(e.rawLinkpath, p);
-          this.attributes(pfd, base, e);
-          return;
-        case 'char':
-        case 'block':
-        case 'fifo': {
-          const t = e.type === 'char' ? this.c.S_IFCHR : e.type === 'block' ? this.c.S_IFBLK : this.c.S_IFIFO;
-          this.s.mknodat(pfd, Buffer.from(base, 'latin1'), t | (e.mode & 0o777), e.devmajor, e.devminor);
-          this.attributes(pfd, base, e);
-          return;
+      case 'file':
+        await this.file(pfd, base, parts, e);
+        return;
+      case 'dir': {
+        const p = at(pfd, base);
+        try {
+          fs.mkdirSync(p, 0o700);
+        } catch (err) {
+          if (errnoCode(err) !== 'EEXIST') throw err;
+          const st = lstatOrNull(p);
+          if (st === null || !st.isDirectory()) {
+            this.clear(pfd, base, parts, e);
+            fs.mkdirSync(p, 0o700);
+          }
         }
+        this.attributes(pfd, base, e);
+        this.dirTimes.push({ parts, atime: e.atime ?? e.mtime, mtime: e.mtime });
+        return;
       }
-    } finally {
-      fs.closeSync(pfd);
+      case 'symlink':
+        if (e.rawLinkpath.length === 0) throw invalid('symlink with an empty target');
+        this.make(pfd, base, parts, e, () => fs.symlinkSync(e.rawLinkpath, at(pfd, base)));
+        this.attributes(pfd, base, e);
+        return;
+      case 'char':
+      case 'block':
+      case 'fifo': {
+        const t = e.type === 'char' ? this.c.S_IFCHR : e.type === 'block' ? this.c.S_IFBLK : this.c.S_IFIFO;
+        const name = Buffer.from(base, 'latin1');
+        this.make(pfd, base, parts, e, () => this.s.mknodat(pfd, name, t | (e.mode & 0o777), e.devmajor, e.devminor));
+        this.attributes(pfd, base, e);
+        return;
+      }
     }
   }
 
-  private async file(p: Buffer, e: TarEntry): Promise<void> {
-    const fd = fs.openSync(p, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+  private async file(pfd: number, base: string, parts: readonly string[], e: TarEntry): Promise<void> {
+    const name = Buffer.from(base, 'latin1');
+    const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
+    const fd = this.make(pfd, base, parts, e, () => openat2(pfd, name, flags, this.beneath, 0o600));
     try {
       let pos = 0;
       let holes = false;
+      // Chunks are gathered and written together: the source never reuses a chunk's memory.
+      let batch: Buffer[] = [];
+      let batchBytes = 0;
+      let batchAt = 0;
+      const flush = (): void => {
+        if (batchBytes > 0) writeAll(fd, batch, batchBytes, batchAt);
+        batch = [];
+        batchBytes = 0;
+      };
       for await (const chunk of e.body) {
         // Runs of zeros become holes: a huge mostly-empty file costs no disk.
-        if (chunk.length >= 4096 && isZero(chunk)) holes = true;
-        else {
-          let off = 0;
-          while (off < chunk.length) off += fs.writeSync(fd, chunk, off, chunk.length - off, pos + off);
+        if (chunk.length >= 4096 && isZero(chunk)) {
+          flush();
+          holes = true;
+        } else {
+          if (batchBytes === 0) batchAt = pos;
+          batch.push(chunk);
+          batchBytes += chunk.length;
+          if (batchBytes >= WRITE_BATCH || batch.length >= WRITE_BUFFERS) flush();
         }
         pos += chunk.length;
       }
+      flush();
       if (holes) fs.ftruncateSync(fd, pos);
       fs.fchownSync(fd, e.uid, e.gid);
-      this.xattrs(p, e);
+      if (e.xattrs.size > 0) this.xattrs(at(pfd, base), e);
       // chown clears setuid/setgid, so the mode comes after it
       fs.fchmodSync(fd, e.mode);
       fs.futimesSync(fd, e.atime ?? e.mtime, e.mtime);
@@ -281,23 +435,27 @@ class Extractor {
    */
   private attributes(dirFd: number, name: string, e: TarEntry): void {
     const p = at(dirFd, name);
-    fs.lchownSync(p, e.uid, e.gid);
-    this.xattrs(p, e);
     if (e.type === 'dir') {
-      // open the directory itself (never a symlink) and change its mode through the fd
-      const fd = fs.openSync(p, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+      // the directory itself (never a symlink), changed through an fd on it
+      const fd = name === '.' ? fs.openSync(p, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW) : openat2(dirFd, Buffer.from(name, 'latin1'), fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW, this.beneath);
       try {
+        fs.fchownSync(fd, e.uid, e.gid);
+        if (e.xattrs.size > 0) this.xattrs(p, e);
         fs.fchmodSync(fd, e.mode);
       } finally {
         fs.closeSync(fd);
       }
       if (name === '.') this.dirTimes.push({ parts: [], atime: e.atime ?? e.mtime, mtime: e.mtime });
-    } else if (e.type !== 'symlink') {
+      return;
+    }
+    fs.lchownSync(p, e.uid, e.gid);
+    this.xattrs(p, e);
+    if (e.type !== 'symlink') {
       // a device node or fifo just made by mknodat (the umask trimmed its mode)
       if (fs.lstatSync(p).isSymbolicLink()) throw invalid('changed under us');
       fs.chmodSync(p, e.mode);
     }
-    if (e.type !== 'dir') fs.lutimesSync(p, e.atime ?? e.mtime, e.mtime);
+    fs.lutimesSync(p, e.atime ?? e.mtime, e.mtime);
   }
 
   private xattrs(p: Buffer, e: TarEntry): void {
@@ -312,9 +470,7 @@ class Extractor {
     }
   }
 
-  private async hardlink(pfd: number, base: string, parts: string[], e: TarEntry): Promise<void> {
-    const target = normalise(e.rawLinkpath.toString('latin1'));
-    if (target === null) throw invalid(`hard link target ${quote(e.rawLinkpath)} climbs out of the layer root`);
+  private hardlink(pfd: number, base: string, parts: string[], target: string[], e: TarEntry): void {
     if (target.length === 0) throw invalid('hard link to the layer root');
     if (target.join('/') === parts.join('/')) return;
     let tfd: number;
@@ -336,8 +492,8 @@ class Extractor {
       const existing = lstatOrNull(p);
       if (existing !== null) {
         if (existing.ino === tst.ino && existing.dev === tst.dev) return;
-        if (existing.isDirectory()) fs.rmSync(p, { recursive: true, force: true });
-        else fs.unlinkSync(p);
+        if (existing.isDirectory()) this.replacing(parts, true, e);
+        this.remove(p, existing.isDirectory());
       }
       // link(2) never follows a symlink in its first argument: a link to a symlink links the symlink
       fs.linkSync(tp, p);
@@ -349,12 +505,8 @@ class Extractor {
   private async whiteout(parentParts: string[], base: string): Promise<void> {
     if (base === OPAQUE) {
       if (this.mode === 'overlay') {
-        const dfd = this.openDir(parentParts, true);
-        try {
-          this.s.lsetxattr(at(dfd, '.'), 'trusted.overlay.opaque', Buffer.from('y'), 0);
-        } finally {
-          fs.closeSync(dfd);
-        }
+        const dfd = this.parentFd(parentParts);
+        this.s.lsetxattr(at(dfd, '.'), 'trusted.overlay.opaque', Buffer.from('y'), 0);
       } else {
         await this.clearOpaque(parentParts);
       }
@@ -365,14 +517,10 @@ class Extractor {
     const name = base.slice(WH.length);
     if (name === '' || name === '.' || name === '..') throw invalid('whiteout names nothing');
     if (this.mode === 'overlay') {
-      const pfd = this.openDir(parentParts, true);
-      try {
-        // something of this layer already there wins over the whiteout (OCI layer spec)
-        if ((lstatOrNull(at(pfd, name))) !== null) return;
-        this.s.mknodat(pfd, Buffer.from(name, 'latin1'), this.c.S_IFCHR, 0, 0);
-      } finally {
-        fs.closeSync(pfd);
-      }
+      const pfd = this.parentFd(parentParts);
+      // something of this layer already there wins over the whiteout (OCI layer spec)
+      if ((lstatOrNull(at(pfd, name))) !== null) return;
+      this.s.mknodat(pfd, Buffer.from(name, 'latin1'), this.c.S_IFCHR, 0, 0);
       return;
     }
     if (this.created.has([...parentParts, name].join('/'))) return;
@@ -385,7 +533,7 @@ class Extractor {
       throw err;
     }
     try {
-      fs.rmSync(at(pfd, name), { recursive: true, force: true });
+      this.remove(at(pfd, name), true);
     } finally {
       fs.closeSync(pfd);
     }
@@ -410,7 +558,7 @@ class Extractor {
         if (this.created.has(childParts.join('/'))) {
           if (fs.lstatSync(p).isDirectory()) await this.clearOpaque(childParts);
         } else {
-          fs.rmSync(p, { recursive: true, force: true });
+          this.remove(p, true);
         }
       }
     } finally {
@@ -420,6 +568,7 @@ class Extractor {
 
   /** Directory times, set last since every entry written into a directory changes them. */
   async finish(): Promise<void> {
+    this.close();
     for (let i = this.dirTimes.length - 1; i >= 0; i--) {
       const { parts, atime, mtime } = this.dirTimes[i] as (typeof this.dirTimes)[number];
       let pfd: number;
@@ -441,6 +590,62 @@ class Extractor {
   }
 }
 
+function openRoot(targetDir: string, label: string): number {
+  const s = sys();
+  try {
+    return openat2(s.constants.AT_FDCWD, targetDir, s.constants.O_PATH | s.constants.O_DIRECTORY, 0);
+  } catch (err) {
+    throw new BerthError(kindOfErrno(errnoCode(err)), `${label}: target ${targetDir}: ${String(err)}`, { cause: err });
+  }
+}
+
+/** Applies the entries one by one; returns how many there were. */
+async function applyAll(x: Extractor, entries: AsyncIterable<TarEntry>, options: ApplyEntriesOptions, label: string): Promise<number> {
+  let count = 0;
+  for await (const entry of entries) {
+    count++;
+    const names = options.mapNames === undefined ? undefined : options.mapNames(entry);
+    try {
+      if (names !== null) await x.apply(entry, names ?? defaultNames(entry));
+    } catch (err) {
+      if (err instanceof CallerError) throw err.error;
+      throw entryError(entry, err, label);
+    }
+  }
+  return count;
+}
+
+/**
+ * Applies already-parsed tar entries (a readTar iteration, say) to `targetDir`, each
+ * where `mapNames` puts it, with applyLayer's confinement: nothing outside targetDir is
+ * created, changed or followed. Errors of the entries' source pass through as they are.
+ * Returns the number of entries. On failure, targetDir holds part of the entries.
+ */
+export async function applyEntries(
+  entries: AsyncIterable<TarEntry>,
+  targetDir: string,
+  options: ApplyEntriesOptions,
+): Promise<number> {
+  if (options.mode !== 'overlay' && options.mode !== 'copy') {
+    throw invalid(`apply entries: mode must be "overlay" or "copy", not ${JSON.stringify(options.mode)}`);
+  }
+  const label = options.label ?? 'apply layer';
+  const rootFd = openRoot(targetDir, label);
+  const x = new Extractor(rootFd, options.mode, options.refuseWhiteouts === true, options.onReplace);
+  try {
+    const count = await applyAll(x, entries, options, label);
+    try {
+      await x.finish();
+    } catch (err) {
+      throw new BerthError(kindOfErrno(errnoCode(err)), `${label}: setting directory times: ${String(err)}`, { cause: err });
+    }
+    return count;
+  } finally {
+    x.close();
+    fs.closeSync(rootFd);
+  }
+}
+
 /**
  * Applies a layer (gzip, zstd or plain tar, as its magic bytes say) to `targetDir`.
  * Nothing outside targetDir is created, changed or followed, whatever the archive holds.
@@ -454,46 +659,27 @@ export async function applyLayer(
   if (options.mode !== 'overlay' && options.mode !== 'copy') {
     throw invalid(`apply layer: mode must be "overlay" or "copy", not ${JSON.stringify(options.mode)}`);
   }
-  const s = sys();
-  let rootFd: number;
-  try {
-    rootFd = openat2(s.constants.AT_FDCWD, targetDir, s.constants.O_PATH | s.constants.O_DIRECTORY, 0);
-  } catch (err) {
-    throw new BerthError(kindOfErrno(errnoCode(err)), `apply layer: target ${targetDir}: ${String(err)}`, { cause: err });
-  }
+  const rootFd = openRoot(targetDir, 'apply layer');
+  const x = new Extractor(rootFd, options.mode, options.refuseWhiteouts === true);
   try {
     const maxBytes = options.maxBytes ?? DEFAULT_MAX_LAYER_BYTES;
     const meter = new Meter(maxBytes);
     const decompressOptions = options.mediaType === undefined ? {} : { mediaType: options.mediaType };
     const tar = meter.measure(decompress(source, decompressOptions));
-    const x = new Extractor(rootFd, options.mode, options.refuseWhiteouts === true);
-    let entries = 0;
-    for await (const entry of readTar(tar, {
+    const entries = readTar(tar, {
       maxEntries: options.maxEntries ?? DEFAULT_MAX_ENTRIES,
       maxMetaBytes: options.maxMetaBytes ?? DEFAULT_MAX_META_BYTES,
       maxEntrySize: maxBytes,
-    })) {
-      entries++;
-      const o = options.observe?.(entry);
-      if (o !== undefined) entry.body = observed(entry.body, o);
-      try {
-        await x.apply(entry);
-        if (o !== undefined) {
-          // Whatever the extractor left unread still counts.
-          for await (const c of entry.body) void c;
-          o.end();
-        }
-      } catch (err) {
-        throw entryError(entry, err);
-      }
-    }
+    });
+    const count = await applyAll(x, entries, { mode: options.mode }, 'apply layer');
     await x.finish();
-    return { size: meter.size, digest: meter.digest(), entries };
+    return { size: meter.size, digest: meter.digest(), entries: count };
   } catch (err) {
     if (err instanceof BerthError && err.message.startsWith('apply layer')) throw err;
     if (err instanceof BerthError) throw new BerthError(err.kind, `apply layer: ${err.message}`, { cause: err });
     throw new BerthError(kindOfErrno(errnoCode(err)), `apply layer: ${String(err)}`, { cause: err });
   } finally {
+    x.close();
     fs.closeSync(rootFd);
   }
 }

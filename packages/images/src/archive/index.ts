@@ -13,8 +13,8 @@ export {
   DEFAULT_MAX_LAYER_BYTES,
 } from './compress.js';
 export type { Compression, DecompressOptions } from './compress.js';
-export { applyLayer } from './apply.js';
-export type { ApplyMode, ApplyOptions, ApplyResult, EntryObserver } from './apply.js';
+export { applyEntries, applyLayer } from './apply.js';
+export type { ApplyEntriesOptions, ApplyMode, ApplyOptions, ApplyResult, EntryNames } from './apply.js';
 export { makeLayer } from './diff.js';
 export type { LayerChanges, MakeLayerOptions } from './diff.js';
 export { TreeTar, byBytes, devNumbers, statEntry, tarTypeOf } from './tree.js';
