@@ -6,7 +6,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BERTH_BIN, DOCKER, docker, useEngine } from './_engine.js';
 import type { RunResult } from './_engine.js';
@@ -368,6 +368,38 @@ test('RUN heredocs: a script for the shell, a #! script, heredocs fed to command
   assert.equal(files.split('\n').slice(0, 7).join('\n'), ['one', 'two 2 heredoc', 'three', 'tabbed', 'plain', 'script /dev/pipes/EOF heredoc', '$WHO heredoc'].join('\n'));
   assert.match(files, /No such file or directory/, 'the #! script is not left in the image');
   assert.ok(steps(buildOk(ctx, ['-t', 'heredoc'])).every((s) => s.cached || s.step.startsWith('FROM')), 'a second build is fully cached');
+});
+
+test('RUN steps: on the default bridge network unless --network says otherwise; --add-host, --shm-size; berth build --iidfile', () => {
+  ok(['run', '-d', '--name', 'build-web', 'busybox', 'sh', '-c', 'mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 8080 -h /www']);
+  try {
+    const ip = ok(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'build-web']).trim();
+    assert.match(ip, /^\d+\.\d+\.\d+\.\d+$/);
+    // (busybox-static's wget crashes in glibc's resolver: nc speaks HTTP instead.)
+    const dockerfile = "FROM busybox\nARG IP\nRUN printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 $IP 8080 | tail -1 > /got && grep myhost /etc/hosts > /hosts && df -k /dev/shm | tail -1 > /shm && test -s /got\n";
+    const ctx = context({ Dockerfile: dockerfile });
+    buildOk(ctx, ['--no-cache', '--build-arg', `IP=${ip}`, '--add-host', 'myhost:10.1.2.3', '--shm-size', '64m', '-t', 'netbuild']);
+    const out = ok(['run', '--rm', 'netbuild', 'cat', '/got', '/hosts', '/shm']).split('\n');
+    assert.equal(out[0], 'hello-from-web', 'a RUN step reached another container over the default bridge');
+    assert.match(out[1] ?? '', /^10\.1\.2\.3\s+myhost$/);
+    assert.match(out[2] ?? '', /\s65536\s/, '/dev/shm of 64 MiB');
+    const none = build(ctx, ['--no-cache', '--network', 'none', '--build-arg', `IP=${ip}`, '--add-host', 'myhost:10.1.2.3']);
+    assert.notEqual(none.code, 0, 'no network with --network none');
+    assert.match(none.stdout + none.stderr, /returned a non-zero code/);
+
+    const iid = join(dirs.base, 'iid.txt');
+    writeFileSync(iid, 'stale');
+    const env = { ...process.env, BERTH_HOST: `unix://${sock()}` };
+    const r = spawnSync(process.execPath, [BERTH_BIN, 'build', '--network', 'none', '--iidfile', iid, '-t', 'iid:1', '-'], { encoding: 'utf8', env, timeout: 180_000, input: 'FROM busybox\nRUN echo iid > /iid\n' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(readFileSync(iid, 'utf8'), ok(['image', 'inspect', '-f', '{{.Id}}', 'iid:1']).trim());
+    const bad = spawnSync(process.execPath, [BERTH_BIN, 'build', '--iidfile', iid, '-'], { encoding: 'utf8', env, timeout: 180_000, input: 'FROM busybox\nRUN exit 4\n' });
+    assert.equal(bad.status, 4);
+    assert.ok(!existsSync(iid), 'a failed build leaves no ID file');
+  } finally {
+    docker(sock(), ['rm', '-f', 'build-web']);
+  }
+  assert.equal(ok(['ps', '-aq']), '', 'no intermediate container is left');
 });
 
 test('ONBUILD triggers run when a later build uses the image', () => {

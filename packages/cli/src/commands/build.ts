@@ -4,7 +4,7 @@
  * the builder's messages; the exit code of a failed RUN is the command's.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream, lstatSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { createReadStream, lstatSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { TarWriter } from '@berth/images';
@@ -12,6 +12,7 @@ import { jsonLines } from '../api.js';
 import { StatusError } from '../command.js';
 import type { Command } from '../command.js';
 import type { JsonMessage } from '../progress.js';
+import { parseBytes, parseUlimit } from './opts.js';
 
 // ---- .dockerignore, as the docker CLI applies it before sending ----
 
@@ -172,6 +173,19 @@ export const build: Command = {
     { long: 'force-rm', kind: 'bool', help: 'Always remove intermediate containers' },
     { long: 'tag', short: 't', kind: 'list', help: "Name and optionally a tag in the 'name:tag' format" },
     { long: 'target', kind: 'string', help: 'Set the target build stage to build.' },
+    { long: 'network', kind: 'string', help: 'Set the networking mode for the RUN instructions during build', default: 'default' },
+    { long: 'add-host', kind: 'list', help: 'Add a custom host-to-IP mapping (host:ip)' },
+    { long: 'shm-size', kind: 'string', help: 'Size of /dev/shm' },
+    { long: 'memory', short: 'm', kind: 'string', help: 'Memory limit' },
+    { long: 'memory-swap', kind: 'string', help: "Swap limit equal to memory plus swap: '-1' to enable unlimited swap" },
+    { long: 'cpu-shares', short: 'c', kind: 'string', help: 'CPU shares (relative weight)' },
+    { long: 'cpuset-cpus', kind: 'string', help: 'CPUs in which to allow execution (0-3, 0,1)' },
+    { long: 'cpuset-mems', kind: 'string', help: 'MEMs in which to allow execution (0-3, 0,1)' },
+    { long: 'cpu-period', kind: 'string', help: 'Limit the CPU CFS (Completely Fair Scheduler) period' },
+    { long: 'cpu-quota', kind: 'string', help: 'Limit the CPU CFS (Completely Fair Scheduler) quota' },
+    { long: 'cgroup-parent', kind: 'string', help: 'Optional parent cgroup for the container' },
+    { long: 'ulimit', kind: 'list', help: 'Ulimit options' },
+    { long: 'iidfile', kind: 'string', help: 'Write the image ID to the file' },
   ],
   async run(ctx, flags, args) {
     const src = args[0] ?? '';
@@ -234,6 +248,9 @@ export const build: Command = {
       labels[eq >= 0 ? l.slice(0, eq) : l] = eq >= 0 ? l.slice(eq + 1) : '';
     }
     const quiet = flags.bool('quiet');
+    // A stale ID file never outlives a failed build.
+    const iid = flags.string('iidfile');
+    if (iid !== undefined && iid !== '') rmSync(iid, { force: true });
     const client = await ctx.client();
     const res = await client.request('POST', '/build', {
       query: {
@@ -247,6 +264,18 @@ export const build: Command = {
         q: quiet ? '1' : undefined,
         rm: flags.bool('rm') ? '1' : '0',
         forcerm: flags.bool('force-rm') ? '1' : undefined,
+        networkmode: flags.string('network'),
+        extrahosts: flags.list('add-host').length > 0 ? flags.list('add-host').join(',') : undefined,
+        shmsize: bytesParam(flags.string('shm-size'), 'shm-size'),
+        memory: bytesParam(flags.string('memory'), 'memory'),
+        memswap: flags.string('memory-swap') === '-1' ? '-1' : bytesParam(flags.string('memory-swap'), 'memory-swap'),
+        cpushares: flags.string('cpu-shares'),
+        cpusetcpus: flags.string('cpuset-cpus'),
+        cpusetmems: flags.string('cpuset-mems'),
+        cpuperiod: flags.string('cpu-period'),
+        cpuquota: flags.string('cpu-quota'),
+        cgroupparent: flags.string('cgroup-parent'),
+        ulimits: flags.list('ulimit').length > 0 ? JSON.stringify(flags.list('ulimit').map(parseUlimit)) : undefined,
       },
       body,
       headers: { 'Content-Type': 'application/x-tar' },
@@ -267,6 +296,12 @@ export const build: Command = {
       else if (m.status !== undefined && m.progressDetail === undefined) ctx.out(`${m.id !== undefined && m.id !== '' ? `${m.id}: ` : ''}${m.status}\n`);
     }
     if (quiet) ctx.out(`${id}\n`);
+    if (iid !== undefined && iid !== '' && id !== '') writeFileSync(iid, id);
     return 0;
   },
 };
+
+/** A size flag (`512m`, `1g`) as the query's byte count; undefined when not given. */
+function bytesParam(value: string | undefined, flag: string): string | undefined {
+  return value === undefined || value === '' ? undefined : String(parseBytes(value, flag));
+}

@@ -68,6 +68,12 @@ export interface BuildOptions {
   readonly noCache?: boolean;
   /** Pull base images (and COPY --from images) even when they are here. */
   readonly pull?: boolean;
+  /**
+   * Host config fields for RUN steps' containers (NetworkMode, ExtraHosts,
+   * ShmSize, Memory, CPU, Ulimits…), as a container create body has them;
+   * without NetworkMode, RUN steps have no network.
+   */
+  readonly runHostConfig?: Readonly<Record<string, unknown>>;
   /** Keep the containers of successful RUN steps (`rm=0`); a failed step's container never stays. */
   readonly keepContainers?: boolean;
   /** Only the result's ID and errors are reported. */
@@ -1025,7 +1031,7 @@ class BuildRun {
         WorkingDir: cfg.WorkingDir ?? '', User: cfg.User ?? '', Labels: {},
         Healthcheck: { Test: ['NONE'] },
         AttachStdout: true, AttachStderr: true, Tty: false, OpenStdin: false,
-        HostConfig: { NetworkMode: 'none', LogConfig: { Type: 'json-file', Config: {} }, Mounts: mounts },
+        HostConfig: { NetworkMode: 'none', ...this.opts.runHostConfig, LogConfig: { Type: 'json-file', Config: {} }, Mounts: mounts },
       };
       let cid: string;
       try {

@@ -35,6 +35,56 @@ function jsonMap(raw: string | undefined, what: string): Record<string, string |
   return out;
 }
 
+/** A non-negative integer query parameter, undefined when absent or empty. */
+function intParam(q: URLSearchParams, name: string): number | undefined {
+  const v = q.get(name);
+  if (v === null || v === '') return undefined;
+  if (!/^\d+$/.test(v)) throw invalid(`invalid ${name}: ${JSON.stringify(v)} is not a non-negative integer`);
+  return Number(v);
+}
+
+/**
+ * The host config of RUN steps' containers from the build's query, as the
+ * docker CLI sends its --network, --add-host, --shm-size, --memory,
+ * --memory-swap, --cpu-*, --cgroup-parent and --ulimit flags. RUN steps are
+ * on the default bridge network unless told otherwise, as with dockerd.
+ */
+function runHostConfigOf(q: URLSearchParams): Record<string, unknown> {
+  const hc: Record<string, unknown> = {};
+  const mode = q.get('networkmode');
+  hc['NetworkMode'] = mode === null || mode === '' || mode === 'default' ? 'bridge' : mode;
+  const hosts = q.getAll('extrahosts').flatMap((h) => h.split(',')).map((h) => h.trim()).filter((h) => h !== '');
+  if (hosts.length > 0) hc['ExtraHosts'] = hosts;
+  const ints: [string, string][] = [
+    ['shmsize', 'ShmSize'], ['memory', 'Memory'], ['cpushares', 'CpuShares'], ['cpuperiod', 'CpuPeriod'], ['cpuquota', 'CpuQuota'],
+  ];
+  for (const [param, field] of ints) {
+    const v = intParam(q, param);
+    if (v !== undefined && v > 0) hc[field] = v;
+  }
+  const swap = q.get('memswap');
+  if (swap !== null && swap !== '') {
+    if (!/^-?\d+$/.test(swap)) throw invalid(`invalid memswap: ${JSON.stringify(swap)} is not an integer`);
+    if (Number(swap) !== 0) hc['MemorySwap'] = Number(swap);
+  }
+  for (const [param, field] of [['cpusetcpus', 'CpusetCpus'], ['cpusetmems', 'CpusetMems'], ['cgroupparent', 'CgroupParent']] as const) {
+    const v = q.get(param);
+    if (v !== null && v !== '') hc[field] = v;
+  }
+  const ulimits = q.get('ulimits');
+  if (ulimits !== null && ulimits !== '' && ulimits !== 'null') {
+    let v: unknown;
+    try {
+      v = JSON.parse(ulimits);
+    } catch (e) {
+      throw invalid(`invalid ulimits: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (!Array.isArray(v)) throw invalid('invalid ulimits: not a JSON array');
+    if (v.length > 0) hc['Ulimits'] = v;
+  }
+  return hc;
+}
+
 /** X-Registry-Config: base64 JSON of server address -> auth config. */
 function registryConfig(header: string | string[] | undefined): Map<string, AuthConfig> {
   const h = Array.isArray(header) ? header[0] : header;
@@ -98,6 +148,8 @@ export function buildRoutes(router: Router, engine: Engine, containers: Containe
     // (forcerm is therefore what berthd always does).
     const keepContainers = !ctx.bool('rm', true);
 
+    const runHostConfig = runHostConfigOf(ctx.query);
+
     const res = ctx.stream(200, 'application/json');
     const abort = new AbortController();
     res.on('close', () => { if (!res.writableFinished) abort.abort(); });
@@ -107,7 +159,7 @@ export function buildRoutes(router: Router, engine: Engine, containers: Containe
     try {
       await builder.build(ctx.req, {
         ...(dockerfile === undefined ? {} : { dockerfile }),
-        tags, buildArgs, labels, noCache, quiet, pull, keepContainers,
+        tags, buildArgs, labels, noCache, quiet, pull, keepContainers, runHostConfig,
         ...(target === undefined || target === '' ? {} : { target }),
         registryAuth: (domain) => auths.get(domain) ?? {},
         signal: abort.signal,
