@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
-import { cleanupEngine, docker, dockerOk, engineDirs, startEngine } from './_engine.js';
+import { api, cleanupEngine, docker, dockerOk, engineDirs, startEngine } from './_engine.js';
 import type { EngineProcess } from './_engine.js';
 
 const dirs = engineDirs();
@@ -271,4 +271,35 @@ test('teardown leaves no link, netns mount, iptables rule or lease of the engine
   assert.deepEqual(traces(), { links: [], mounts: [], rules: [], netns: [] });
   engine = await startEngine(dirs);
   assert.match(dockerOk(sock, ['network', 'ls', '--format', '{{.Name}}']), /^bridge$/m);
+});
+
+test('concurrent starts and removals: distinct leases, Docker MACs, only published ports touch the rules, nothing left', async () => {
+  const before = traces();
+  const rulesBefore = before.rules;
+  const names = Array.from({ length: 8 }, (_, i) => `conc-${i}`);
+  const port = PORT_BASE + 30;
+  try {
+    for (const [i, name] of names.entries()) {
+      dockerOk(sock, ['create', '--name', name, ...(i === 0 ? ['-p', `${port}:80`] : []), 'busybox', 'httpd', '-f', '-p', '80', '-h', '/etc']);
+    }
+    const started = await Promise.all(names.map((n) => api(sock, 'POST', `/containers/${n}/start`)));
+    assert.deepEqual(started.map((r) => r.status), names.map(() => 204), started.map((r) => r.body).join(' '));
+    const eps = names.map((n) => inspect<{ IPAddress: string; MacAddress: string }>(n, '.NetworkSettings.Networks.bridge'));
+    assert.equal(new Set(eps.map((e) => e.IPAddress)).size, names.length, 'one address each');
+    for (const e of eps) {
+      const mac = `02:42:${e.IPAddress.split('.').map((b) => Number(b).toString(16).padStart(2, '0')).join(':')}`;
+      assert.equal(e.MacAddress, mac);
+    }
+    assert.equal(dockerOk(sock, ['exec', names[1] ?? '', 'cat', '/sys/class/net/eth0/address']).trim(), eps[1]?.MacAddress);
+    // The only rule that changed is the published port's DNAT.
+    const added = traces().rules.filter((l) => !rulesBefore.includes(l));
+    assert.equal(added.length, 1, added.join('\n'));
+    assert.match(added[0] ?? '', new RegExp(`^-A BERTH-${tag}-DNAT -p tcp -m tcp --dport ${port} -j DNAT --to-destination ${(eps[0]?.IPAddress ?? '').replace(/\./g, '\\.')}:80$`));
+    assert.equal(fetchFrom([], eps[names.length - 1]?.IPAddress ?? '').body.trim(), dockerOk(sock, ['inspect', '--format', '{{.Id}}', names[names.length - 1] ?? '']).trim().slice(0, 12));
+  } finally {
+    dockerOk(sock, ['rm', '-f', ...names]);
+  }
+  assert.deepEqual(traces(), before);
+  const net = JSON.parse(dockerOk(sock, ['network', 'inspect', 'bridge'])) as [{ Containers: Record<string, unknown> }];
+  assert.deepEqual(net[0].Containers, {}, 'no lease left');
 });

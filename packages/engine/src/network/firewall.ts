@@ -3,9 +3,11 @@
  * networks, `internal` networks cut off) and two nat chains (published ports;
  * masquerade of outbound traffic, of 127.0.0.1 and of hairpin connections),
  * all named after the instance's tag, reached by jumps commented
- * `berth:<tag>`. The chains are rewritten whole from the engine's state at
- * each change (`iptables-restore --noflush`), so that they never drift, and
- * removed whole when the engine has nothing left.
+ * `berth:<tag>`. The chains are rewritten whole from the engine's state when
+ * networks change and at engine start (`iptables-restore --noflush`), so that
+ * they never drift, and removed whole when the engine has nothing left. A
+ * container adds and deletes only its own DNAT rules (one small restore), and
+ * nothing at all when it publishes no port.
  */
 import { spawn } from 'node:child_process';
 import { internal } from '@berth/base';
@@ -64,10 +66,7 @@ export function renderRules(tag: string, s: FwState): string {
   }
   f.push('COMMIT');
   const n: string[] = ['*nat', `:${c.dnat} - [0:0]`, `:${c.post} - [0:0]`];
-  for (const p of s.ports) {
-    const dst = p.hostIp === '' || p.hostIp === '0.0.0.0' ? '' : ` -d ${p.hostIp}/32`;
-    n.push(`-A ${c.dnat}${dst} -p ${p.proto} -m ${p.proto} --dport ${p.hostPort} -j DNAT --to-destination ${p.containerIp}:${p.containerPort}`);
-  }
+  for (const p of s.ports) n.push(`-A ${dnatRule(c.dnat, p)}`);
   for (const x of s.networks) {
     if (!x.internal) n.push(`-A ${c.post} -s ${x.subnet} ! -o ${x.bridge} -j MASQUERADE`);
     n.push(`-A ${c.post} -s 127.0.0.0/8 -o ${x.bridge} -j MASQUERADE`);
@@ -76,6 +75,18 @@ export function renderRules(tag: string, s: FwState): string {
   }
   n.push('COMMIT');
   return [...f, ...n, ''].join('\n');
+}
+
+/** A published port's DNAT rule, without its -A/-D. */
+function dnatRule(chain: string, p: FwPort): string {
+  const dst = p.hostIp === '' || p.hostIp === '0.0.0.0' ? '' : ` -d ${p.hostIp}/32`;
+  return `${chain}${dst} -p ${p.proto} -m ${p.proto} --dport ${p.hostPort} -j DNAT --to-destination ${p.containerIp}:${p.containerPort}`;
+}
+
+/** The iptables-restore input adding or deleting these ports' DNAT rules, and nothing else. */
+export function renderPortChange(tag: string, op: 'add' | 'delete', ports: readonly FwPort[]): string {
+  const chain = chainNames(tag).dnat;
+  return ['*nat', ...ports.map((p) => `${op === 'add' ? '-A' : '-D'} ${dnatRule(chain, p)}`), 'COMMIT', ''].join('\n');
 }
 
 function restore(text: string): Promise<void> {
@@ -99,6 +110,15 @@ export async function applyRules(tag: string, s: FwState): Promise<void> {
     const present = await sh('iptables', ['-w', '-t', table, '-C', chain, ...rule]).then(() => true, () => false);
     if (!present) await sh('iptables', ['-w', '-t', table, '-I', chain, '1', ...rule]);
   }
+}
+
+/**
+ * Add or delete the DNAT rules of these ports in one transaction; it fails
+ * (changing nothing) when the chain is missing or a rule to delete is not
+ * there, and the caller then rewrites the chains whole.
+ */
+export async function changePorts(tag: string, op: 'add' | 'delete', ports: readonly FwPort[]): Promise<void> {
+  if (ports.length > 0) await restore(renderPortChange(tag, op, ports));
 }
 
 /** Remove the jumps and the chains (idempotent). */

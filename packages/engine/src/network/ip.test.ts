@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { cidrString, nextFree, overlaps, parseCidr, pickSubnet, ipToInt } from './ip.js';
+import { cidrString, ipToInt, macOf, nextFree, overlaps, parseCidr, pickSubnet } from './ip.js';
 
 test('CIDRs parse, overlap and reject host bits when strict', () => {
   assert.equal(cidrString(parseCidr('10.1.2.3/16')), '10.1.0.0/16');
@@ -20,4 +20,9 @@ test('the next free address skips network, broadcast and taken ones, within the 
 test('a subnet is picked around routes (a docker0 on 172.17)', () => {
   assert.equal(cidrString(pickSubnet([parseCidr('172.17.0.0/16')]) ?? parseCidr('0.0.0.0/0')), '172.18.0.0/16');
   assert.equal(cidrString(pickSubnet([parseCidr('172.16.0.0/12')]) ?? parseCidr('0.0.0.0/0')), '192.168.0.0/20');
+});
+
+test('macOf: Docker\'s 02:42 and the address', () => {
+  assert.equal(macOf(ipToInt('172.17.0.2')), '02:42:ac:11:00:02');
+  assert.equal(macOf(ipToInt('10.255.1.254')), '02:42:0a:ff:01:fe');
 });

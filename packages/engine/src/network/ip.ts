@@ -130,3 +130,8 @@ export function pickSubnet(taken: readonly Cidr[], offset = 0): Cidr | undefined
   }
   return undefined;
 }
+
+/** Docker's MAC address of an endpoint: 02:42 and the four bytes of its IPv4 address. */
+export function macOf(ip: number): string {
+  return ['02', '42', ...[24, 16, 8, 0].map((s) => ((ip >>> s) & 255).toString(16).padStart(2, '0'))].join(':');
+}

@@ -6,13 +6,23 @@
  *   endpoint  a container on a network while it runs: a veth into the
  *             container's namespace made by the CNI `bridge` plugin, its
  *             address from our IPAM (a net_endpoints row is the lease),
- *             handed to the plugin through the `static` IPAM plugin
+ *             handed to the plugin through the `static` IPAM plugin, its
+ *             MAC address made from it as Docker does (02:42:<address>)
  *   sandbox   the container's namespace, bind-mounted at <exec-root>/netns/<id>
- *   rules     iptables chains of this instance, rewritten from the rows at
- *             each change (isolation, internal, masquerade, published ports)
+ *   rules     iptables chains of this instance, rewritten from the rows when
+ *             networks change (isolation, internal, masquerade, published
+ *             ports); a container adds and deletes only its own DNAT rules
  *
  * Everything lives in the kernel and the database, so a berthd restart keeps
- * running containers connected. All changes are serialised.
+ * running containers connected.
+ *
+ * Two kinds of lock: the engine-wide one (`serial`) covers what is decided
+ * from the rows (networks, address and port leases, the rules) and is held
+ * only for that; the one of each container (`byContainer`) orders a
+ * container's setup, teardown, connect and disconnect. The slow part of a
+ * container's setup and teardown (the namespace, the CNI plugins) runs under
+ * its own lock only, so that containers start and stop concurrently. Locks are
+ * taken in that order (container, then engine-wide), never the other way.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -26,9 +36,9 @@ import { rfc3339Nano } from '../containers/record.js';
 import { conflict } from '../server/errors.js';
 import type { EngineStore } from '../store.js';
 import { cniExec } from './cni.js';
-import { applyRules, removeRules } from './firewall.js';
+import { applyRules, changePorts, removeRules } from './firewall.js';
 import type { FwPort } from './firewall.js';
-import { cidrString, contains, hostNetworks, intToIp, ipToInt, isIPv4, nextFree, overlaps, parseCidr, pickSubnet } from './ip.js';
+import { cidrString, contains, hostNetworks, intToIp, ipToInt, isIPv4, macOf, nextFree, overlaps, parseCidr, pickSubnet } from './ip.js';
 import type { Cidr } from './ip.js';
 import { createNetns, ensureBridge, linkExists, removeLink, removeNetns } from './netns.js';
 import { allocatePorts, portRequests, portsView } from './ports.js';
@@ -97,6 +107,7 @@ export class NetworkService implements NetworkHooks {
   private readonly db: NetworkStore;
   private readonly tag: string;
   private chain: Promise<unknown> = Promise.resolve();
+  private readonly containerChains = new Map<string, Promise<unknown>>();
   private dns: DnsServer | undefined;
 
   private constructor(private readonly o: NetworkServiceOptions) {
@@ -118,6 +129,17 @@ export class NetworkService implements NetworkHooks {
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const next = this.chain.then(fn, fn);
     this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** One container's network changes, one at a time. */
+  private byContainer<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const next = (this.containerChains.get(id) ?? Promise.resolve()).then(fn, fn);
+    const tail = next.then(() => undefined, () => undefined);
+    this.containerChains.set(id, tail);
+    void tail.then(() => {
+      if (this.containerChains.get(id) === tail) this.containerChains.delete(id);
+    });
     return next;
   }
 
@@ -223,6 +245,7 @@ export class NetworkService implements NetworkHooks {
    */
   async close(): Promise<void> {
     await this.dns?.close().catch(() => undefined);
+    await Promise.all([...this.containerChains.values()]);
     await this.serial(async () => {
       if (this.db.endpoints().length > 0) return;
       for (const n of this.db.networks()) if (n.Driver === 'bridge') await removeLink(n.berth.bridge);
@@ -238,12 +261,25 @@ export class NetworkService implements NetworkHooks {
     await ensureBridge(n.berth.bridge, `${cfg.Gateway}/${parseCidr(cfg.Subnet).prefix}`, n.berth.mtu);
   }
 
+  /**
+   * Add or delete the DNAT rules of these endpoints' published ports (their
+   * rows already put or deleted); when that cannot be done (a chain or rule
+   * missing), the chains are rewritten whole from the rows. Under `serial`.
+   */
+  private async portRules(op: 'add' | 'delete', eps: readonly Endpoint[]): Promise<void> {
+    const ports = eps.flatMap(fwPorts);
+    if (ports.length === 0) return;
+    try {
+      await changePorts(this.tag, op, ports);
+    } catch (e) {
+      this.o.log.warn('changing the published ports\' rules failed; rewriting the engine\'s rules', { error: e instanceof Error ? e.message : String(e) });
+      await this.applyRules();
+    }
+  }
+
   private async applyRules(): Promise<void> {
     const nets = this.db.networks().filter((n) => n.Driver === 'bridge' && linkExists(n.berth.bridge));
-    const ports: FwPort[] = [];
-    for (const e of this.db.endpoints()) {
-      for (const p of e.ports) ports.push({ proto: p.proto, hostIp: p.hostIp, hostPort: p.hostPort, containerIp: e.address, containerPort: p.containerPort });
-    }
+    const ports = this.db.endpoints().flatMap(fwPorts);
     await applyRules(this.tag, {
       networks: nets.map((n) => ({ bridge: n.berth.bridge, subnet: n.IPAM.Config[0]?.Subnet ?? '', internal: n.Internal })),
       ports,
@@ -420,10 +456,11 @@ export class NetworkService implements NetworkHooks {
 
   // ---- connect, disconnect ----
 
-  connect(ref: string, body: Json): Promise<void> {
-    return this.serial(async () => {
+  async connect(ref: string, body: Json): Promise<void> {
+    this.find(ref);
+    const c = this.o.containers.find(str(body, 'Container', 'NetworkConnectRequest') ?? '');
+    await this.byContainer(c.Id, () => this.serial(async () => {
       const n = this.find(ref);
-      const c = this.o.containers.find(str(body, 'Container', 'NetworkConnectRequest') ?? '');
       const mode = networkMode(c.HostConfig.NetworkMode);
       if (n.Driver === 'host' || mode.kind === 'host') throw forbidden('container cannot be disconnected from host network or connected to host network');
       if (n.Driver === 'null' || mode.kind === 'none') throw forbidden('container cannot be connected to multiple networks with one of the networks in private (none) mode');
@@ -437,45 +474,56 @@ export class NetworkService implements NetworkHooks {
       const aliases = Array.isArray(ec['Aliases']) ? (ec['Aliases'] as unknown[]).filter((a): a is string => typeof a === 'string') : [];
       nets[n.Name] = { ...emptyEndpointView(), IPAMConfig: ip !== '' ? { IPv4Address: ip } : null, Aliases: aliases.length > 0 ? aliases : null, NetworkID: n.Id };
       if (c.State.Running && existsSync(this.netnsPath(c.Id))) {
+        let ep: Endpoint | undefined;
         try {
           const used = new Set(this.db.endpoints().filter((e) => e.containerId === c.Id).map((e) => e.ifname));
           let i = 0;
           while (used.has(`eth${i}`)) i++;
-          await this.attach(c, n, `eth${i}`, false);
-          await this.applyRules();
+          ep = await this.lease(c, n, `eth${i}`);
+          await this.plug(c, n, ep, false);
         } catch (e) {
-          await this.detach(c, n).catch(() => undefined);
+          if (ep !== undefined) {
+            await this.unplug(c, n, ep);
+            await this.release(c, [ep]).catch(() => undefined);
+          }
           delete nets[n.Name];
           throw e;
         }
       }
       this.saveContainer(c);
-    });
+    }));
   }
 
-  disconnect(ref: string, body: Json): Promise<void> {
-    return this.serial(async () => {
+  async disconnect(ref: string, body: Json): Promise<void> {
+    this.find(ref);
+    const cref = str(body, 'Container', 'NetworkDisconnectRequest') ?? '';
+    let c: ContainerRecord;
+    try {
+      c = this.o.containers.find(cref);
+    } catch (e) {
+      // Forced: a container that is gone leaves its endpoint behind; clean it.
+      if (body['Force'] !== true) throw e;
+      await this.serial(async () => {
+        const n = this.find(ref);
+        const gone = this.db.endpoints().filter((x) => x.networkId === n.Id && (x.containerId === cref || x.containerId.startsWith(cref)));
+        for (const ep of gone) this.db.deleteEndpoint(ep.networkId, ep.containerId);
+        await this.portRules('delete', gone);
+      });
+      return;
+    }
+    const cc = c;
+    await this.byContainer(cc.Id, async () => {
       const n = this.find(ref);
-      const cref = str(body, 'Container', 'NetworkDisconnectRequest') ?? '';
-      let c: ContainerRecord;
-      try {
-        c = this.o.containers.find(cref);
-      } catch (e) {
-        // Forced: a container that is gone leaves its endpoint behind; clean it.
-        if (body['Force'] !== true) throw e;
-        for (const ep of this.db.endpoints().filter((x) => x.networkId === n.Id && (x.containerId === cref || x.containerId.startsWith(cref)))) {
-          this.db.deleteEndpoint(ep.networkId, ep.containerId);
-        }
-        await this.applyRules();
-        return;
-      }
       if (n.Driver === 'host') throw forbidden('container cannot be disconnected from host network or connected to host network');
-      const nets = this.networksOf(c);
-      if (!(n.Name in nets)) throw forbidden(`container ${c.Id} is not connected to network ${n.Name}`);
-      await this.detach(c, n);
-      await this.applyRules();
+      const nets = this.networksOf(cc);
+      if (!(n.Name in nets)) throw forbidden(`container ${cc.Id} is not connected to network ${n.Name}`);
+      const ep = this.db.endpoints().find((e) => e.networkId === n.Id && e.containerId === cc.Id);
+      if (ep !== undefined) {
+        await this.unplug(cc, n, ep);
+        await this.serial(() => this.release(cc, [ep]));
+      }
       delete nets[n.Name];
-      this.saveContainer(c);
+      this.saveContainer(cc);
     });
   }
 
@@ -507,74 +555,77 @@ export class NetworkService implements NetworkHooks {
   // ---- the container hooks ----
 
   setup(c: ContainerRecord): Promise<NetworkAttachment> {
-    return this.serial(() => this.setupLocked(c));
+    return this.byContainer(c.Id, () => this.setupContainer(c));
   }
 
-  private async setupLocked(c: ContainerRecord): Promise<NetworkAttachment> {
+  private async setupContainer(c: ContainerRecord): Promise<NetworkAttachment> {
     const mode = networkMode(c.HostConfig.NetworkMode);
     const ns = c.NetworkSettings;
     const nets = this.networksOf(c);
     const def = this.find('bridge');
     const hostGateway = def.IPAM.Config[0] !== undefined ? [def.IPAM.Config[0].Gateway] : [];
     if (mode.kind === 'container') return {};
+    const path = this.netnsPath(c.Id);
+    const loopback = (): Promise<unknown> => cniExec({ command: 'ADD', containerId: c.Id, netns: path, ifname: 'lo', config: { name: 'loopback', type: 'loopback' } });
     if (mode.kind === 'host' || mode.kind === 'none') {
       const n = this.find(mode.kind);
       ns['Networks'] = { [n.Name]: { ...emptyEndpointView(), ...obj(nets[n.Name]), NetworkID: n.Id } };
       if (mode.kind === 'host') return { hostGateway };
       // `none`: a namespace of its own with only the loopback, up, as Docker gives it.
-      const path = this.netnsPath(c.Id);
       await createNetns(path);
-      await cniExec({ command: 'ADD', containerId: c.Id, netns: path, ifname: 'lo', config: { name: 'loopback', type: 'loopback' } });
+      await loopback();
       ns['SandboxKey'] = path;
       return { netnsPath: path };
     }
     const primary = mode.kind !== 'network' || mode.name === 'default' ? 'bridge' : mode.name;
     const names = Object.keys(nets);
     const order = names.includes(primary) ? [primary, ...names.filter((x) => x !== primary)] : names;
-    const records = order.map((name) => this.find(name));
-    const path = this.netnsPath(c.Id);
-    await createNetns(path);
-    await cniExec({ command: 'ADD', containerId: c.Id, netns: path, ifname: 'lo', config: { name: 'loopback', type: 'loopback' } });
-    const addresses: string[] = [];
-    const endpoints: Endpoint[] = [];
-    for (const [i, n] of records.entries()) {
-      const ep = await this.attach(c, n, `eth${i}`, i === 0);
-      addresses.push(ep.address);
-      endpoints.push(ep);
-    }
+    // The namespace is made while the leases (addresses, host ports and their rules) are decided.
+    const [made, leased] = await Promise.allSettled([createNetns(path), this.serial(() => this.leaseAll(c, order.map((name) => this.find(name))))]);
+    if (made.status === 'rejected') throw made.reason;
+    if (leased.status === 'rejected') throw leased.reason;
+    const endpoints = leased.value;
+    // The loopback and each network's veth: independent plugin runs, all at once.
+    const plugged = await Promise.allSettled([loopback(), ...endpoints.map(({ n, ep }, i) => this.plug(c, n, ep, i === 0))]);
+    for (const r of plugged) if (r.status === 'rejected') throw r.reason;
     const first = endpoints[0];
-    const firstNet = records[0];
-    if (first !== undefined && firstNet !== undefined && !firstNet.Internal) {
-      const reqs = portRequests(c.HostConfig.PortBindings, c.Config.ExposedPorts, c.HostConfig.PublishAllPorts === true);
-      if (reqs.length > 0) {
-        const inUse: PortMapping[] = this.db.endpoints().filter((e) => e.containerId !== c.Id).flatMap((e) => e.ports);
-        try {
-          first.ports = await allocatePorts(reqs, inUse);
-        } catch (e) {
-          if (e instanceof BerthError && /already allocated/.test(e.message)) {
-            throw new BerthError(e.kind, `driver failed programming external connectivity on endpoint ${c.Name.slice(1)} (${first.endpointId}): ${e.message}`);
-          }
-          throw e;
-        }
-        this.db.putEndpoint(first);
-      }
-    }
-    await this.applyRules();
-    ns['Ports'] = portsView(c.Config.ExposedPorts, first?.ports ?? []);
+    ns['Ports'] = portsView(c.Config.ExposedPorts, first?.ep.ports ?? []);
     ns['SandboxID'] = c.Id;
     ns['SandboxKey'] = path;
-    const dns = firstNet !== undefined && this.dnsBound(firstNet) ? [firstNet.IPAM.Config[0]?.Gateway ?? ''] : [];
-    return { netnsPath: path, addresses, hostGateway, ...(dns.length > 0 ? { dns } : {}) };
+    const dns = first !== undefined && this.dnsBound(first.n) ? [first.n.IPAM.Config[0]?.Gateway ?? ''] : [];
+    return { netnsPath: path, addresses: endpoints.map(({ ep }) => ep.address), hostGateway, ...(dns.length > 0 ? { dns } : {}) };
   }
 
-  /** Lease an address, plug a veth into the bridge and the namespace, fill the endpoint's view. */
-  private async attach(c: ContainerRecord, n: NetworkRecord, ifname: string, primary: boolean): Promise<Endpoint> {
+  /** The container's address on each network, and its published ports on the first, with their rules. Under `serial`. */
+  private async leaseAll(c: ContainerRecord, records: readonly NetworkRecord[]): Promise<{ n: NetworkRecord; ep: Endpoint }[]> {
+    const out: { n: NetworkRecord; ep: Endpoint }[] = [];
+    for (const [i, n] of records.entries()) out.push({ n, ep: await this.lease(c, n, `eth${i}`) });
+    const first = out[0];
+    if (first === undefined || first.n.Internal) return out;
+    const reqs = portRequests(c.HostConfig.PortBindings, c.Config.ExposedPorts, c.HostConfig.PublishAllPorts === true);
+    if (reqs.length === 0) return out;
+    const inUse: PortMapping[] = this.db.endpoints().filter((e) => e.containerId !== c.Id).flatMap((e) => e.ports);
+    try {
+      first.ep.ports = await allocatePorts(reqs, inUse);
+    } catch (e) {
+      if (e instanceof BerthError && /already allocated/.test(e.message)) {
+        throw new BerthError(e.kind, `driver failed programming external connectivity on endpoint ${c.Name.slice(1)} (${first.ep.endpointId}): ${e.message}`);
+      }
+      throw e;
+    }
+    this.db.putEndpoint(first.ep);
+    await this.portRules('add', [first.ep]);
+    return out;
+  }
+
+  /** Lease an address on the network (the row is the lease). Under `serial`. */
+  private async lease(c: ContainerRecord, n: NetworkRecord, ifname: string): Promise<Endpoint> {
     if (n.Driver !== 'bridge') throw forbidden(`network ${n.Name} cannot be joined with other networks`);
     const cfg = n.IPAM.Config[0];
     if (cfg === undefined) throw invalid(`network ${n.Name} has no IPAM configuration`);
-    await this.ensureBridge(n);
-    const nets = this.networksOf(c);
-    const view = obj(nets[n.Name]);
+    // Made at network create and engine start; made again only if it went away since.
+    if (!linkExists(n.berth.bridge)) await this.ensureBridge(n);
+    const view = obj(this.networksOf(c)[n.Name]);
     const subnet = parseCidr(cfg.Subnet);
     const others = this.db.endpoints().filter((e) => e.networkId === n.Id && e.containerId !== c.Id);
     const taken = new Set(others.map((e) => ipToInt(e.address)));
@@ -593,29 +644,40 @@ export class NetworkService implements NetworkHooks {
     const aliases = Array.isArray(view['Aliases']) ? (view['Aliases'] as unknown[]).filter((a): a is string => typeof a === 'string') : [];
     const ep: Endpoint = {
       networkId: n.Id, containerId: c.Id, endpointId: randomBytes(32).toString('hex'), address: intToIp(ip), prefix: subnet.prefix,
-      gateway: cfg.Gateway, mac: '', ifname, aliases, ports: [],
+      gateway: cfg.Gateway, mac: macOf(ip), ifname, aliases, ports: [],
     };
     this.db.putEndpoint(ep);
-    const result = await cniExec({ command: 'ADD', containerId: c.Id, netns: this.netnsPath(c.Id), ifname, config: this.cniConfig(n, ep, primary) });
-    ep.mac = result.interfaces?.find((x) => x.name === ifname && x.sandbox !== undefined)?.mac ?? '';
-    this.db.putEndpoint(ep);
+    return ep;
+  }
+
+  /** Plug a leased endpoint: a veth into the bridge and the namespace (CNI ADD); fill the endpoint's view. */
+  private async plug(c: ContainerRecord, n: NetworkRecord, ep: Endpoint, primary: boolean): Promise<void> {
+    const result = await cniExec({ command: 'ADD', containerId: c.Id, netns: this.netnsPath(c.Id), ifname: ep.ifname, config: this.cniConfig(n, ep, primary) });
+    const mac = result.interfaces?.find((x) => x.name === ep.ifname && x.sandbox !== undefined)?.mac;
+    if (mac !== undefined && mac !== ep.mac) {
+      // A plugin that chose its own.
+      ep.mac = mac;
+      this.db.putEndpoint(ep);
+    }
+    const nets = this.networksOf(c);
+    const view = obj(nets[n.Name]);
     const isDefault = n.Name === 'bridge';
     nets[n.Name] = {
       ...emptyEndpointView(), ...view,
       NetworkID: n.Id, EndpointID: ep.endpointId, Gateway: ep.gateway, IPAddress: ep.address, IPPrefixLen: ep.prefix, MacAddress: ep.mac,
-      Aliases: aliases.length > 0 ? aliases : null,
-      DNSNames: isDefault ? null : [c.Name.slice(1), c.Id.slice(0, 12), ...aliases],
+      Aliases: ep.aliases.length > 0 ? ep.aliases : null,
+      DNSNames: isDefault ? null : [c.Name.slice(1), c.Id.slice(0, 12), ...ep.aliases],
     };
     if (isDefault) {
       Object.assign(c.NetworkSettings, { EndpointID: ep.endpointId, Gateway: ep.gateway, IPAddress: ep.address, IPPrefixLen: ep.prefix, MacAddress: ep.mac });
     }
-    return ep;
   }
 
   private cniConfig(n: NetworkRecord, ep: Endpoint, primary: boolean): Record<string, unknown> & { type: string; name: string } {
     return {
       name: `berth-${n.Id.slice(0, 12)}`, type: 'bridge', bridge: n.berth.bridge, isGateway: true, ipMasq: false, hairpinMode: true,
       ...(n.berth.mtu !== undefined ? { mtu: n.berth.mtu } : {}),
+      ...(ep.mac !== '' ? { runtimeConfig: { mac: ep.mac } } : {}),
       ipam: {
         type: 'static',
         addresses: [{ address: `${ep.address}/${ep.prefix}`, gateway: ep.gateway }],
@@ -624,29 +686,38 @@ export class NetworkService implements NetworkHooks {
     };
   }
 
-  /** Remove one endpoint: the veth (CNI DEL), the lease. */
-  private async detach(c: ContainerRecord, n: NetworkRecord): Promise<void> {
-    const ep = this.db.endpoints().find((e) => e.networkId === n.Id && e.containerId === c.Id);
-    if (ep === undefined) return;
+  /** Take an endpoint's veth away (CNI DEL); a failure is logged, the lease goes anyway. */
+  private async unplug(c: ContainerRecord, n: NetworkRecord | undefined, ep: Endpoint): Promise<void> {
+    if (n === undefined) return;
     const path = this.netnsPath(c.Id);
     await cniExec({ command: 'DEL', containerId: c.Id, netns: existsSync(path) ? path : '', ifname: ep.ifname, config: this.cniConfig(n, ep, false) })
       .catch((e: unknown) => this.o.log.warn('CNI DEL failed', { id: c.Id, network: n.Name, error: e instanceof Error ? e.message : String(e) }));
-    this.db.deleteEndpoint(n.Id, c.Id);
-    const view = this.networksOf(c)[n.Name];
-    if (view !== undefined) Object.assign(view, { EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, MacAddress: '', DNSNames: null });
-    if (n.Name === 'bridge') Object.assign(c.NetworkSettings, { EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, MacAddress: '' });
+  }
+
+  /** Give the leases back (rows, and the DNAT rules of their ports); clear the endpoints' views. Under `serial` when there are ports. */
+  private async release(c: ContainerRecord, eps: readonly Endpoint[]): Promise<void> {
+    for (const ep of eps) this.db.deleteEndpoint(ep.networkId, ep.containerId);
+    const nets = this.db.networks();
+    for (const ep of eps) {
+      const n = nets.find((x) => x.Id === ep.networkId);
+      if (n === undefined) continue;
+      const view = this.networksOf(c)[n.Name];
+      if (view !== undefined) Object.assign(view, { EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, MacAddress: '', DNSNames: null });
+      if (n.Name === 'bridge') Object.assign(c.NetworkSettings, { EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, MacAddress: '' });
+    }
+    await this.portRules('delete', eps);
   }
 
   teardown(c: ContainerRecord): Promise<void> {
-    return this.serial(async () => {
+    return this.byContainer(c.Id, async () => {
       const eps = this.db.endpoints().filter((e) => e.containerId === c.Id);
-      const nets = this.db.networks();
-      for (const ep of eps) {
-        const n = nets.find((x) => x.Id === ep.networkId);
-        if (n !== undefined) await this.detach(c, n);
-        else this.db.deleteEndpoint(ep.networkId, ep.containerId);
+      if (eps.length > 0) {
+        const nets = this.db.networks();
+        await Promise.all(eps.map((ep) => this.unplug(c, nets.find((x) => x.Id === ep.networkId), ep)));
+        // Without published ports, giving the leases back is a few row deletions, atomic on their own.
+        const release = (): Promise<void> => this.release(c, eps);
+        await (eps.some((e) => e.ports.length > 0) ? this.serial(release) : release());
       }
-      if (eps.length > 0) await this.applyRules();
       await removeNetns(this.netnsPath(c.Id));
       Object.assign(c.NetworkSettings, { Ports: {}, SandboxID: '', SandboxKey: '' });
     });
@@ -665,6 +736,11 @@ export class NetworkService implements NetworkHooks {
   networks(): NetworkRecord[] {
     return this.db.networks();
   }
+}
+
+/** An endpoint's published ports as DNAT rules see them. */
+function fwPorts(e: Endpoint): FwPort[] {
+  return e.ports.map((p) => ({ proto: p.proto, hostIp: p.hostIp, hostPort: p.hostPort, containerIp: e.address, containerPort: p.containerPort }));
 }
 
 function emptyEndpointView(): Json {
