@@ -221,6 +221,9 @@ export function removeAll(eng) {
  * for the instance's processes to go, then scrubs its dir unless keep (to look at what is left first).
  */
 export async function stopEngine(eng, { network, keep = false } = {}) {
+  // containerd writes /tmp/containerd.<pid>.stacks.log when told to dump its stacks (dockerd's
+  // shutdown may do so): the files of the processes this instance started go with it.
+  const started = pidsOf(eng.dir);
   try {
     if (eng.child.exitCode === null && eng.child.signalCode === null) {
       try {
@@ -236,6 +239,7 @@ export async function stopEngine(eng, { network, keep = false } = {}) {
     }
   } finally {
     for (let round = 0; round < 25 && pidsOf(eng.dir).length > 0; round++) await sleep(200);
+    for (const pid of started) rmSync(`/tmp/containerd.${pid}.stacks.log`, { force: true });
     if (!keep) scrub(eng.dir);
   }
 }
