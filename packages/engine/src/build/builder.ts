@@ -924,9 +924,30 @@ class BuildRun {
   }
 
   /**
+   * Keeps the active snapshot `key`, whose changes over `parent`'s top are
+   * `layer`, as the committed snapshot of the new chain: the image made of
+   * the step then finds its layer unpacked, instead of extracting the layer
+   * it was just made from. False when that chain is already there (the
+   * active snapshot is then still to be removed).
+   */
+  private async keepAsChain(parent: State, layer: { diffId: string }, key: string): Promise<boolean> {
+    const chain = chainIds([...parent.diffIds, layer.diffId]);
+    const name = chain[chain.length - 1] ?? '';
+    const lease = await this.theLease();
+    await lease.add(SNAPSHOT_RESOURCE, name);
+    try {
+      await this.client.call(SERVICES.snapshots, 'Commit', { snapshotter: SNAPSHOTTER, name, key, labels: {} });
+      return true;
+    } catch (e) {
+      if (isKind(e, ErrorKind.AlreadyExists)) return false;
+      throw e;
+    }
+  }
+
+  /**
    * A snapshot prepared on the state's top layer, open as a filesystem for
-   * `write`; when it reports a change, the change as a layer. The snapshot
-   * is removed either way.
+   * `write`; when it reports a change, the change as a layer, and the
+   * snapshot kept as that layer's (removed otherwise).
    */
   private async inSnapshot(
     parent: State,
@@ -937,6 +958,7 @@ class BuildRun {
     const key = `build-${randomBytes(12).toString('hex')}`;
     await lease.add(SNAPSHOT_RESOURCE, key);
     let prepared = false;
+    let kept = false;
     try {
       const res = await this.client.call<{ mounts: RootfsMount[] }>(SERVICES.snapshots, 'Prepare', { snapshotter: SNAPSHOTTER, key, parent: top ?? '', labels: {} });
       prepared = true;
@@ -949,9 +971,11 @@ class BuildRun {
         await fs.close();
       }
       if (!changed) return undefined;
-      return await this.diff(top, key, parent.types.layer);
+      const layer = await this.diff(top, key, parent.types.layer);
+      kept = await this.keepAsChain(parent, layer, key);
+      return layer;
     } finally {
-      if (prepared) await this.client.call(SERVICES.snapshots, 'Remove', { snapshotter: SNAPSHOTTER, key }).catch(() => undefined);
+      if (prepared && !kept) await this.client.call(SERVICES.snapshots, 'Remove', { snapshotter: SNAPSHOTTER, key }).catch(() => undefined);
     }
   }
 
@@ -1052,6 +1076,8 @@ class BuildRun {
         }
         layer = await this.diff(base.chainId, cid, parent.types.layer);
         keep = this.opts.keepContainers === true;
+        // The container's snapshot becomes the layer's (unless the container stays, with its rootfs).
+        if (!keep) await this.keepAsChain(parent, layer, cid);
       } finally {
         if (!keep) {
           await this.containers.remove(cid, { force: true, volumes: true }).catch((e: unknown) => {
