@@ -262,6 +262,30 @@ test('a missing source and an ADD of a URL fail clearly', () => {
   const e = tarBuild(escaping);
   assert.equal(e.code, 0, `the link resolves to the context's own etc/hostname: ${e.stderr}`);
   assert.match(e.stdout, /inside-the-context/);
+  // A tar can hold a name below a symlink (`link -> /etc`, then `link/passwd`): it is no file of the
+  // context, so a COPY of it fails and nothing is read through the link on the host.
+  const through = join(dirs.base, 'through.tar');
+  const py = [
+    'import io, sys, tarfile',
+    'with tarfile.open(sys.argv[1], "w") as t:',
+    '    def add(name, data=None, link=None):',
+    '        i = tarfile.TarInfo(name)',
+    '        if link is not None:',
+    '            i.type = tarfile.SYMTYPE; i.linkname = link; t.addfile(i)',
+    '        else:',
+    '            i.size = len(data); t.addfile(i, io.BytesIO(data))',
+    '    add("Dockerfile", b"FROM busybox\\nCOPY link/passwd /leak\\n")',
+    '    add("link", link="/etc")',
+    '    add("link/passwd", b"FAKE\\n")',
+  ].join('\n');
+  const made = spawnSync('python3', ['-c', py, through], { encoding: 'utf8' });
+  assert.equal(made.status, 0, made.stderr);
+  const t = spawnSync('sh', ['-c', '"$1" -H "unix://$2" build - < "$3"', 'sh', DOCKER, sock(), through], {
+    encoding: 'utf8', timeout: 180_000, env: { ...process.env, DOCKER_BUILDKIT: '0', DOCKER_CONFIG: join(dirs.base, '.docker') },
+  });
+  assert.equal(t.status, 1, t.stdout);
+  assert.match(t.stderr, /file not found in build context or excluded by \.dockerignore: stat link\/passwd/);
+  assert.doesNotMatch(t.stdout + t.stderr, /root:/);
   const absent = context({ 'x': 'x\n' });
   symlinkSync('/etc/passwd', join(absent, 'Dockerfile'));
   const a = tarBuild(absent);

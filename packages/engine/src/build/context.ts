@@ -75,6 +75,18 @@ export class BuildContext {
       }
       c.index.set(rel, entry);
     }
+    // What lies below a symlink (or any non-directory) is not reachable without following it: the
+    // extracted context never has it there, and a copy must never read through the link.
+    for (const p of [...c.index.keys()]) {
+      for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) {
+        const up = c.index.get(p.slice(0, i));
+        if (up !== undefined && up.type !== 'directory') {
+          c.index.delete(p);
+          c.kept.delete(p);
+          break;
+        }
+      }
+    }
     return c;
   }
 
