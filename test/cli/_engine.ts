@@ -184,6 +184,8 @@ export async function startDockerd(): Promise<RunningEngine> {
         await engine.docker(['network', 'prune', '-f'], { timeoutMs: 30_000 }).catch(() => undefined);
       }
     } finally {
+      // containerd may dump its stacks to /tmp/containerd.<pid>.stacks.log as dockerd stops it.
+      const started = pidsUnder(dir);
       for (const name of ownBridges) if (bridgeLinks().includes(name)) spawnSync('ip', ['link', 'del', name]);
       if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
         process.kill(child.pid, 'SIGTERM');
@@ -206,6 +208,7 @@ export async function startDockerd(): Promise<RunningEngine> {
       }
       for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m]);
       rmSync(dir, { recursive: true, force: true });
+      for (const pid of started) rmSync(`/tmp/containerd.${pid}.stacks.log`, { force: true });
       removeEmptyCgroupParents('docker');
     }
   };

@@ -114,6 +114,8 @@ async function startDockerd(): Promise<Dockerd> {
         cli(socket, ['network', 'prune', '-f'], { timeoutMs: 30_000 });
       }
     } finally {
+      // containerd may dump its stacks to /tmp/containerd.<pid>.stacks.log as dockerd stops it.
+      const started = pidsUnder(dir);
       if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
         process.kill(child.pid, 'SIGTERM');
         if (!(await waitExit(child, 20_000))) {
@@ -138,6 +140,7 @@ async function startDockerd(): Promise<Dockerd> {
       for (const name of ownBridges) if (present.includes(name)) spawnSync('ip', ['link', 'del', name]);
       for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m]);
       rmSync(dir, { recursive: true, force: true });
+      for (const pid of started) rmSync(`/tmp/containerd.${pid}.stacks.log`, { force: true });
       removeEmptyCgroupParents('docker');
     }
   };
