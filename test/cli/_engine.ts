@@ -10,19 +10,18 @@
  */
 import { after, before, describe } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cleanupEngine, engineDirs, removeEmptyCgroupParents, startEngine } from '../engine/_engine.js';
+import { startDockerd as startRealDockerd } from '../engine/_dockerd.js';
+import { cleanupEngine, engineDirs, startEngine } from '../engine/_engine.js';
 import type { EngineProcess } from '../engine/_engine.js';
 
 export const REPO_ROOT: string = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const BERTH_BIN: string = join(REPO_ROOT, 'packages', 'cli', 'bin', 'berth.js');
 export const DOCKER_BIN = '/usr/local/bin/docker';
-export const DOCKERD_BIN = '/usr/sbin/dockerd';
 export const ROOTFS: string = join(REPO_ROOT, 'native', 'out', 'rootfs');
 /** The image every suite has: the busybox-static test rootfs, `CMD ["sh"]`. */
 export const IMAGE = 'busybox:latest';
@@ -104,149 +103,23 @@ function makeEngine(name: string, socket: string, dir: string): Engine {
 // ---------------------------------------------------------------------------
 // dockerd
 
-function pidsUnder(dir: string): number[] {
-  const out: number[] = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
-    try {
-      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      let exe = '';
-      try {
-        exe = readlinkSync(`/proc/${p}/cwd`);
-      } catch {
-        // a process may be gone already
-      }
-      if (cmd.includes(dir) || exe.startsWith(dir)) out.push(Number(p));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-function mountsUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const point = line.split(' ')[4];
-    if (point === undefined) continue;
-    const p = point.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (p === dir || p.startsWith(`${dir}/`)) out.push(p);
-  }
-  return out.sort((a, b) => b.length - a.length);
-}
-
-async function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return true;
-  return await Promise.race([
-    new Promise<boolean>((r) => child.once('exit', () => r(true))),
-    sleep(ms, false, { ref: false }),
-  ]);
-}
-
 export interface RunningEngine extends Engine {
   stop(): Promise<void>;
   log(): string;
 }
 
-/** Bridges with dockerd's MAC prefix (02:42), by name. */
-function bridgeLinks(): string[] {
-  const r = spawnSync('ip', ['-o', 'link', 'show', 'type', 'bridge'], { encoding: 'utf8' });
-  return (r.stdout ?? '').split('\n').filter((l) => l.includes('link/ether 02:42:')).map((l) => (l.split(': ')[1] ?? '').split('@')[0] ?? '').filter((n) => n !== '');
-}
-
-/** Starts a dockerd on temp dirs and imports the test image into it. */
+/** Starts a dockerd on temp dirs (test/engine's helper) and imports the test image into it. */
 export async function startDockerd(): Promise<RunningEngine> {
-  const dir = mkdtempSync(join(tmpdir(), 'bcli-'));
-  const socket = join(dir, 'docker.sock');
-  const logPath = join(dir, 'dockerd.log');
-  writeFileSync(join(dir, 'daemon.json'), '{}\n');
-  mkdirSync(join(dir, 'data'));
-  mkdirSync(join(dir, 'exec'));
-  let child: ChildProcess | undefined;
-  const log = (): string => {
-    try {
-      return readFileSync(logPath, 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  const engine = makeEngine('dockerd', socket, dir);
-  const ownBridges: string[] = [];
-  const stop = async (): Promise<void> => {
-    try {
-      if (child !== undefined && existsSync(socket)) {
-        const ids = await engine.docker(['ps', '-aq'], { timeoutMs: 20_000 }).catch(() => undefined);
-        const list = (ids?.stdout ?? '').split('\n').filter((x) => x !== '');
-        if (list.length > 0) await engine.docker(['rm', '-f', ...list], { timeoutMs: 30_000 }).catch(() => undefined);
-        // dockerd keeps user networks' bridges when it stops: note this daemon's, prune, and remove what stays.
-        const nets = await engine.docker(['network', 'ls', '-q', '--no-trunc', '--filter', 'driver=bridge', '--filter', 'type=custom'], { timeoutMs: 20_000 }).catch(() => undefined);
-        for (const id of (nets?.stdout ?? '').split('\n').filter((x) => x !== '')) ownBridges.push(`br-${id.slice(0, 12)}`);
-        await engine.docker(['network', 'prune', '-f'], { timeoutMs: 30_000 }).catch(() => undefined);
-      }
-    } finally {
-      // containerd may dump its stacks to /tmp/containerd.<pid>.stacks.log as dockerd stops it.
-      const started = pidsUnder(dir);
-      for (const name of ownBridges) if (bridgeLinks().includes(name)) spawnSync('ip', ['link', 'del', name]);
-      if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-        process.kill(child.pid, 'SIGTERM');
-        if (!(await waitExit(child, 20_000))) {
-          process.kill(child.pid, 'SIGKILL');
-          await waitExit(child, 5000);
-        }
-      }
-      for (let round = 0; round < 2; round++) {
-        const left = pidsUnder(dir);
-        for (const pid of left) {
-          try {
-            process.kill(pid, round === 0 ? 'SIGTERM' : 'SIGKILL');
-          } catch {
-            // already gone
-          }
-        }
-        if (left.length === 0) break;
-        await sleep(1000);
-      }
-      for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m]);
-      rmSync(dir, { recursive: true, force: true });
-      for (const pid of started) rmSync(`/tmp/containerd.${pid}.stacks.log`, { force: true });
-      removeEmptyCgroupParents('docker');
-    }
-  };
+  const d = await startRealDockerd(join(tmpdir(), 'bcli-'));
+  const engine = makeEngine('dockerd', d.socket, d.dir);
   try {
-    const fd = openSync(logPath, 'a');
-    try {
-      child = spawn(
-        DOCKERD_BIN,
-        [
-          '--config-file', join(dir, 'daemon.json'),
-          '--data-root', join(dir, 'data'),
-          '--exec-root', join(dir, 'exec'),
-          '--pidfile', join(dir, 'docker.pid'),
-          '-H', `unix://${socket}`,
-          '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false',
-        ],
-        { stdio: ['ignore', fd, fd] },
-      );
-    } finally {
-      closeSync(fd);
-    }
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`dockerd exited ${child.exitCode}: ${log()}`);
-      if (existsSync(socket)) {
-        const r = await engine.docker(['version', '--format', '{{.Server.Version}}'], { timeoutMs: 10_000 });
-        if (r.code === 0) break;
-      }
-      if (Date.now() > deadline) throw new Error(`dockerd did not answer on ${socket}: ${log()}`);
-      await sleep(100);
-    }
     const tar = spawnSync('tar', ['-C', ROOTFS, '-c', '.'], { maxBuffer: 256 * 1024 * 1024 });
     if (tar.status !== 0) throw new Error(`tar of ${ROOTFS} failed: ${String(tar.stderr)}`);
     const imp = await engine.docker(['import', '-c', 'CMD ["sh"]', '-', IMAGE], { input: tar.stdout });
     if (imp.code !== 0) throw new Error(`docker import failed: ${imp.stderr}`);
-    return { ...engine, stop, log };
+    return { ...engine, stop: d.stop, log: d.log };
   } catch (err) {
-    await stop();
+    await d.stop();
     throw err;
   }
 }

@@ -189,12 +189,17 @@ export async function cleanupEngine(e: EngineProcess | undefined, dirs: EngineDi
   }
 }
 
+/** The tag of an engine instance (from its exec root) in its bridge's and iptables chains' names. */
+export function instanceTag(execRoot: string): string {
+  return createHash('sha256').update(execRoot).digest('hex').slice(0, 6);
+}
+
 /**
  * The default bridge and iptables rules of an engine instance (named by a tag of its exec root), for
  * when it could not tear them down itself (killed); a cleanly stopped engine has left none.
  */
 export function removeInstanceNetwork(execRoot: string): void {
-  const tag = createHash('sha256').update(execRoot).digest('hex').slice(0, 6);
+  const tag = instanceTag(execRoot);
   spawnSync('ip', ['link', 'del', `berth-${tag}`], { stdio: 'ignore' });
   for (const table of ['filter', 'nat']) {
     const rules = spawnSync('iptables', ['-t', table, '-S'], { encoding: 'utf8' }).stdout ?? '';

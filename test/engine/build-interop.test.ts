@@ -8,18 +8,18 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { compareVersions } from '@berth/base';
-import { DOCKER, cleanupEngine, engineDirs, removeEmptyCgroupParents, startEngine } from './_engine.js';
+import { startDockerd } from './_dockerd.js';
+import type { Dockerd } from './_dockerd.js';
+import { DOCKER, cleanupEngine, engineDirs, startEngine } from './_engine.js';
 import type { EngineProcess } from './_engine.js';
 import { startRegistry } from '../registry/_registry.js';
 import type { Registry } from '../registry/_registry.js';
 
-const DOCKERD = '/usr/sbin/dockerd';
 
 interface Cli {
   readonly code: number;
@@ -41,135 +41,6 @@ function ok(socket: string, args: readonly string[], opts: { input?: Buffer; tim
   const r = cli(socket, args, opts);
   if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}:\n${r.stderr}${r.stdout}`);
   return r.stdout;
-}
-
-// ---------------------------------------------------------------------------
-// A dockerd on temp dirs
-
-interface Dockerd {
-  readonly dir: string;
-  readonly socket: string;
-  log(): string;
-  stop(): Promise<void>;
-}
-
-function pidsUnder(dir: string): number[] {
-  const out: number[] = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dir)) out.push(Number(p));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
-
-function mountsUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const point = line.split(' ')[4];
-    if (point === undefined) continue;
-    const p = point.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (p === dir || p.startsWith(`${dir}/`)) out.push(p);
-  }
-  return out.sort((a, b) => b.length - a.length);
-}
-
-function bridges(): string[] {
-  const r = spawnSync('ip', ['-o', 'link', 'show', 'type', 'bridge'], { encoding: 'utf8' });
-  return (r.stdout ?? '').split('\n').map((l) => (l.split(': ')[1] ?? '').split('@')[0] ?? '').filter((n) => n !== '');
-}
-
-async function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return true;
-  return await Promise.race([
-    new Promise<boolean>((r) => child.once('exit', () => r(true))),
-    sleep(ms, false, { ref: false }),
-  ]);
-}
-
-async function startDockerd(): Promise<Dockerd> {
-  // Short: shim socket paths under the exec root must stay within 107 bytes.
-  const dir = mkdtempSync('/tmp/bd-');
-  const socket = join(dir, 'docker.sock');
-  const logPath = join(dir, 'dockerd.log');
-  const log = (): string => {
-    try {
-      return readFileSync(logPath, 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  let child: ChildProcess | undefined;
-  const ownBridges: string[] = [];
-  const stop = async (): Promise<void> => {
-    try {
-      if (child !== undefined && child.exitCode === null && child.signalCode === null) {
-        const ids = cli(socket, ['ps', '-aq'], { timeoutMs: 20_000 }).stdout.split('\n').filter((s) => s !== '');
-        if (ids.length > 0) cli(socket, ['rm', '-f', ...ids], { timeoutMs: 60_000 });
-        const nets = cli(socket, ['network', 'ls', '-q', '--no-trunc', '--filter', 'driver=bridge', '--filter', 'type=custom'], { timeoutMs: 20_000 });
-        for (const id of nets.stdout.split('\n').filter((s) => s !== '')) ownBridges.push(`br-${id.slice(0, 12)}`);
-        cli(socket, ['network', 'prune', '-f'], { timeoutMs: 30_000 });
-      }
-    } finally {
-      // containerd may dump its stacks to /tmp/containerd.<pid>.stacks.log as dockerd stops it.
-      const started = pidsUnder(dir);
-      if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-        process.kill(child.pid, 'SIGTERM');
-        if (!(await waitExit(child, 20_000))) {
-          process.kill(child.pid, 'SIGKILL');
-          await waitExit(child, 5000);
-        }
-      }
-      // Its containerd and shims, by PID (their command lines name the temp dirs).
-      for (let round = 0; round < 3; round++) {
-        const left = pidsUnder(dir);
-        if (left.length === 0) break;
-        for (const pid of left) {
-          try {
-            process.kill(pid, round === 0 ? 'SIGTERM' : 'SIGKILL');
-          } catch {
-            /* gone */
-          }
-        }
-        await sleep(500);
-      }
-      const present = bridges();
-      for (const name of ownBridges) if (present.includes(name)) spawnSync('ip', ['link', 'del', name]);
-      for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m]);
-      rmSync(dir, { recursive: true, force: true });
-      for (const pid of started) rmSync(`/tmp/containerd.${pid}.stacks.log`, { force: true });
-      removeEmptyCgroupParents('docker');
-    }
-  };
-  try {
-    writeFileSync(join(dir, 'daemon.json'), '{}\n');
-    mkdirSync(join(dir, 'data'));
-    mkdirSync(join(dir, 'exec'));
-    const fd = openSync(logPath, 'a');
-    try {
-      child = spawn(DOCKERD, [
-        '--config-file', join(dir, 'daemon.json'), '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'),
-        '--pidfile', join(dir, 'docker.pid'), '-H', `unix://${socket}`,
-        '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false',
-      ], { stdio: ['ignore', fd, fd] });
-    } finally {
-      closeSync(fd);
-    }
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`dockerd exited ${child.exitCode}: ${log()}`);
-      if (existsSync(socket) && cli(socket, ['version', '--format', '{{.Server.Version}}'], { timeoutMs: 10_000 }).code === 0) break;
-      if (Date.now() > deadline) throw new Error(`dockerd did not answer on ${socket}: ${log()}`);
-      await sleep(100);
-    }
-    return { dir, socket, log, stop };
-  } catch (err) {
-    await stop();
-    throw err;
-  }
 }
 
 // ---------------------------------------------------------------------------

@@ -9,29 +9,21 @@
  * project is brought down with `down -v` even when a case fails, and the last
  * case checks that nothing of the engine is left in the kernel.
  */
-import test, { after, before } from 'node:test';
+import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { api, cleanupEngine, docker, dockerOk, engineDirs, startEngine } from './_engine.js';
-import type { EngineProcess, RunResult } from './_engine.js';
+import { api, docker, dockerOk, instanceTag, useEngine } from './_engine.js';
+import type { RunResult } from './_engine.js';
 
 const COMPOSE = '/usr/bin/docker-compose';
-const dirs = engineDirs();
+const { dirs, engine } = useEngine();
 const sock = dirs.socket;
-const tag = createHash('sha256').update(dirs.execRoot).digest('hex').slice(0, 6);
-let engine: EngineProcess | undefined;
-
-before(async () => {
-  engine = await startEngine(dirs);
-});
-after(async () => {
-  await cleanupEngine(engine, dirs);
-});
+const tag = instanceTag(dirs.execRoot);
 
 interface Project {
   readonly name: string;
@@ -463,7 +455,6 @@ test('after the projects are down, nothing of them is left; stopping the engine 
   assert.deepEqual(dockerOk(sock, ['volume', 'ls', '-q']).trim(), '');
   const nsDir = join(dirs.execRoot, 'netns');
   assert.deepEqual(existsSync(nsDir) ? readdirSync(nsDir) : [], []);
-  assert.ok(engine !== undefined);
-  await engine.stop();
+  await engine().stop();
   assert.deepEqual(traces(), { links: [], mounts: [], rules: [] });
 });

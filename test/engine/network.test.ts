@@ -9,15 +9,14 @@
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
-import { api, cleanupEngine, docker, dockerOk, engineDirs, startEngine } from './_engine.js';
+import { api, cleanupEngine, docker, dockerOk, engineDirs, instanceTag, startEngine } from './_engine.js';
 import type { EngineProcess } from './_engine.js';
 
 const dirs = engineDirs();
 const sock = dirs.socket;
-const tag = createHash('sha256').update(dirs.execRoot).digest('hex').slice(0, 6);
+const tag = instanceTag(dirs.execRoot);
 let engine: EngineProcess | undefined;
 
 before(async () => {

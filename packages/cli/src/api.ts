@@ -8,7 +8,7 @@ import http from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Duplex, Readable } from 'node:stream';
-import { BerthError, ErrorKind } from '@berth/base';
+import { BerthError, ErrorKind, compareVersions } from '@berth/base';
 
 export const MAX_API_VERSION = '1.50';
 export const MIN_API_VERSION = '1.24';
@@ -296,17 +296,6 @@ export async function* jsonLines<T>(source: AsyncIterable<Uint8Array | string>):
   }
   const last = pending.trim();
   if (last !== '') yield JSON.parse(last) as T;
-}
-
-/** Compares dotted versions numerically. */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split('.').map(Number);
-  const pb = b.split('.').map(Number);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
 }
 
 export { readAll };

@@ -28,7 +28,7 @@ import type Database from 'better-sqlite3';
 import { openEngineDb } from '../store.js';
 import { BerthError, ErrorKind, invalid, isKind, notFound, notImplemented } from '@berth/base';
 import { MediaType, TarWriter, decompress, familiarString, parseReference, readTar } from '@berth/images';
-import type { ImageDescriptor, TarEntryType, TarWriteEntry } from '@berth/images';
+import type { ImageDescriptor, TarEntry, TarEntryType, TarWriteEntry } from '@berth/images';
 import { SERVICES } from '@berth/supervisor';
 import type { Message } from '@berth/supervisor';
 import { ContainerFs } from '../containers/archive.js';
@@ -1300,14 +1300,7 @@ class BuildRun {
     const toDir = this.destIsDir(destRaw, dest, matched.length, target);
     const uid = owner?.uid ?? 0;
     const gid = owner?.gid ?? 0;
-    const dirs = new Set<string>();
-    const parents = function* (p: string): Generator<CopyEntry> {
-      for (const d of missingDirs(target, p)) {
-        if (dirs.has(d)) continue;
-        dirs.add(d);
-        yield { header: dirHeader(d, 0o755, uid, gid) };
-      }
-    };
+    const parents = parentsMaker(target, uid, gid);
     for (const m of matched) {
       if (m.heredoc !== undefined) {
         const name = toDir ? posix.join(dest, m.path) : dest;
@@ -1332,22 +1325,7 @@ class BuildRun {
         for await (const e of readTar(decompress(createReadStream(host)))) {
           const name = posix.join(dest, e.path);
           if (!name.startsWith(dest === '/' ? '/' : `${dest}/`) && name !== dest) throw invalid(`ADD ${m.path}: archive entry ${e.path} is outside of its destination`);
-          const header: TarWriteEntry = {
-            type: e.type, path: rel(name) + (e.type === 'dir' ? '/' : ''), mode: chmod ?? e.mode,
-            uid: owner?.uid ?? e.uid, gid: owner?.gid ?? e.gid, mtime: Math.floor(e.mtime),
-          };
-          if (e.type === 'file') header.size = e.size;
-          if (e.type === 'symlink') header.linkpath = e.rawLinkpath;
-          if (e.type === 'hardlink') header.linkpath = rel(posix.join(dest, e.linkpath));
-          if (e.type === 'char' || e.type === 'block') {
-            header.devmajor = e.devmajor;
-            header.devminor = e.devminor;
-          }
-          // The body is read (and hashed) before the reader moves on.
-          const chunks: Buffer[] = [];
-          if (e.type === 'file') for await (const c of e.body) chunks.push(c);
-          const data = Buffer.concat(chunks);
-          yield e.type === 'file' ? { header, body: () => once(data) } : { header };
+          yield copyEntryOf(e, name, { uid: owner?.uid ?? e.uid, gid: owner?.gid ?? e.gid, mode: chmod ?? e.mode }, rel(posix.join(dest, e.linkpath)));
         }
         continue;
       }
@@ -1386,16 +1364,7 @@ class BuildRun {
       paths.push(s.path);
     }
     const toDir = this.destIsDir(destRaw, dest, paths.length, target);
-    const dirs = new Set<string>();
-    const uidOf = (u: number): number => owner?.uid ?? u;
-    const gidOf = (g: number): number => owner?.gid ?? g;
-    const parents = function* (p: string): Generator<CopyEntry> {
-      for (const d of missingDirs(target, p)) {
-        if (dirs.has(d)) continue;
-        dirs.add(d);
-        yield { header: dirHeader(d, 0o755, owner?.uid ?? 0, owner?.gid ?? 0) };
-      }
-    };
+    const parents = parentsMaker(target, owner?.uid ?? 0, owner?.gid ?? 0);
     for (const p of paths) {
       let stat;
       try {
@@ -1415,26 +1384,9 @@ class BuildRun {
       for await (const e of readTar(tar)) {
         const name = mapName(e.path);
         if (name === undefined) continue;
-        const header: TarWriteEntry = {
-          type: e.type, path: rel(name) + (e.type === 'dir' ? '/' : ''), mode: chmod ?? e.mode,
-          uid: uidOf(e.uid), gid: gidOf(e.gid), mtime: Math.floor(e.mtime),
-        };
-        if (e.xattrs.size > 0) header.xattrs = e.xattrs;
-        if (e.type === 'file') header.size = e.size;
-        if (e.type === 'symlink') header.linkpath = e.rawLinkpath;
-        if (e.type === 'hardlink') {
-          const t = mapName(e.linkpath);
-          if (t === undefined) continue;
-          header.linkpath = rel(t);
-        }
-        if (e.type === 'char' || e.type === 'block') {
-          header.devmajor = e.devmajor;
-          header.devminor = e.devminor;
-        }
-        const chunks: Buffer[] = [];
-        if (e.type === 'file') for await (const c of e.body) chunks.push(c);
-        const data = Buffer.concat(chunks);
-        yield e.type === 'file' ? { header, body: () => once(data) } : { header };
+        const target = e.type === 'hardlink' ? mapName(e.linkpath) : undefined;
+        if (e.type === 'hardlink' && target === undefined) continue;
+        yield copyEntryOf(e, name, { uid: owner?.uid ?? e.uid, gid: owner?.gid ?? e.gid, mode: chmod ?? e.mode }, rel(target ?? ''), true);
       }
     }
   }
@@ -1468,6 +1420,40 @@ async function* once(b: Buffer): AsyncGenerator<Uint8Array> {
 
 function dirHeader(path: string, mode: number, uid: number, gid: number): TarWriteEntry {
   return { type: 'dir', path: `${rel(path)}/`, mode, uid, gid, mtime: Math.floor(Date.now() / 1000) };
+}
+
+/** A function giving the entries of the missing directories up to a path, each directory once. */
+function parentsMaker(target: ContainerFs, uid: number, gid: number): (path: string) => Generator<CopyEntry> {
+  const made = new Set<string>();
+  return function* (path: string): Generator<CopyEntry> {
+    for (const d of missingDirs(target, path)) {
+      if (made.has(d)) continue;
+      made.add(d);
+      yield { header: dirHeader(d, 0o755, uid, gid) };
+    }
+  };
+}
+
+/**
+ * An entry read from a source tar, copied as `name` with the owner and mode
+ * given (a hard link to `linkTo`). Its body streams: the extraction reads it
+ * before it asks for the next entry.
+ */
+function copyEntryOf(
+  e: TarEntry, name: string, o: { uid: number; gid: number; mode: number }, linkTo: string, keepXattrs = false,
+): CopyEntry {
+  const header: TarWriteEntry = {
+    type: e.type, path: rel(name) + (e.type === 'dir' ? '/' : ''), mode: o.mode, uid: o.uid, gid: o.gid, mtime: Math.floor(e.mtime),
+  };
+  if (keepXattrs && e.xattrs.size > 0) header.xattrs = e.xattrs;
+  if (e.type === 'file') header.size = e.size;
+  if (e.type === 'symlink') header.linkpath = e.rawLinkpath;
+  if (e.type === 'hardlink') header.linkpath = linkTo;
+  if (e.type === 'char' || e.type === 'block') {
+    header.devmajor = e.devmajor;
+    header.devminor = e.devminor;
+  }
+  return e.type === 'file' ? { header, body: () => e.body } : { header };
 }
 
 /** The directories of `path` (itself included) that do not exist in the rootfs, outermost first. */
