@@ -255,3 +255,12 @@ export function shareImage([from, to], tar, image = IMAGE) {
   if (ids[0] !== ids[1]) throw new Error(`image IDs differ after save/load: ${from.name} ${ids[0]}, ${to.name} ${ids[1]}`);
   return ids[0];
 }
+
+/** At a benchmark's end: its engines stopped (last started first), its dirs scrubbed, its signal guard lifted. */
+export async function stopAll(engines, dirs, unguard) {
+  for (const e of [...engines].reverse()) {
+    try { await stopEngine(e); } catch (err) { console.error(`${e.name}: stopping: ${err.message}`); }
+  }
+  for (const d of dirs) if (existsSync(d)) scrub(d);
+  unguard();
+}

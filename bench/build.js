@@ -4,11 +4,11 @@
 // (saved from berthd, loaded into dockerd). Cold builds (--no-cache, the image removed after each)
 // and fully cached builds (every step "Using cache"), medians of BENCH_N runs (default 5), the two
 // engines interleaved run by run. Both engines run on temp dirs that are removed at the end.
-import { mkdirSync, mkdtempSync, existsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fmt, stats } from './lib.js';
-import { IMAGE, dockerEnv, dockerRun, missingEngine, scrub, scrubOnSignal, shareImage, startBerthd, startDockerd, stopEngine } from './_engines.js';
+import { IMAGE, dockerEnv, dockerRun, missingEngine, scrubOnSignal, shareImage, startBerthd, startDockerd, stopAll } from './_engines.js';
 
 const N = Number(process.env.BENCH_N ?? 5);
 
@@ -129,11 +129,7 @@ export async function run() {
     if (process.env.BENCH_JSON) writeFileSync(process.env.BENCH_JSON, `${JSON.stringify(result, null, 2)}\n`);
     return result;
   } finally {
-    for (const e of engines.reverse()) {
-      try { await stopEngine(e); } catch (err) { console.error(`${e.name}: stopping: ${err.message}`); }
-    }
-    for (const d of dirs) if (existsSync(d)) scrub(d);
-    unguard();
+    await stopAll(engines, dirs, unguard);
   }
 }
 

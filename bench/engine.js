@@ -6,12 +6,12 @@
 // Then `docker cp` of a ~200 MB tree (2,000 files of 1 kB to 1 MB, directories, symlinks) into a
 // running container and back out, medians of BENCH_CP_N or BENCH_N runs (default 5), each copy
 // checked against the source's checksum list. BENCH_ENGINE_ONLY=cp runs only that case.
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fmt, stats, median } from './lib.js';
-import { IMAGE, dockerAsync, dockerOk, missingEngine, procs, removeAll, scrub, scrubOnSignal, shareImage, startBerthd, startDockerd, stopEngine, timed } from './_engines.js';
+import { IMAGE, dockerAsync, dockerOk, missingEngine, procs, removeAll, scrubOnSignal, shareImage, startBerthd, startDockerd, stopAll, timed } from './_engines.js';
 
 const N = Number(process.env.BENCH_N ?? 15);
 const MANY = 50;
@@ -314,11 +314,7 @@ export async function run() {
     if (process.env.BENCH_JSON) writeFileSync(process.env.BENCH_JSON, `${JSON.stringify(result, null, 2)}\n`);
     return result;
   } finally {
-    for (const e of engines.reverse()) {
-      try { await stopEngine(e); } catch (err) { console.error(`${e.name}: stopping: ${err.message}`); }
-    }
-    for (const d of dirs) if (existsSync(d)) scrub(d);
-    unguard();
+    await stopAll(engines, dirs, unguard);
   }
 }
 

@@ -18,6 +18,7 @@ export const UMOCI = '/usr/bin/umoci';
 
 export { freePort, sha256, startRegistry, tempDir } from '../registry/_registry.js';
 import { sha256, ustar } from '../registry/_registry.js';
+import { killLeftovers, removeCtrFifos } from './_tasks.js';
 export type { Registry } from '../registry/_registry.js';
 
 export interface CorruptingProxy {
@@ -195,4 +196,24 @@ export function unmountUnder(dir: string): string[] {
   const left = mountsUnder(dir);
   for (const m of left) spawnSync('umount', ['-l', m]);
   return left;
+}
+
+/**
+ * After a suite that runs a supervisor in process: its tasks and ctr's fifos go, then the daemon
+ * stops, whatever stays mounted below its base dir is unmounted and the dir removed.
+ */
+export async function teardownSupervisor(o: {
+  daemon: { stop(): Promise<void> } | undefined; state: string; base: string; namespaces: readonly string[]; fifos: readonly string[];
+}): Promise<void> {
+  try {
+    await killLeftovers(o.state, o.namespaces);
+    removeCtrFifos(o.fifos);
+  } finally {
+    try {
+      await o.daemon?.stop();
+      unmountUnder(o.base);
+    } finally {
+      rmSync(o.base, { recursive: true, force: true });
+    }
+  }
 }

@@ -20,8 +20,8 @@ import { ErrorKind, Logger, isKind } from '@berth/base';
 import { Daemon, exportImages, importImages, importRootfs, pluginType, pullDepsOf } from '@berth/supervisor';
 import type { PullDeps } from '@berth/supervisor';
 import { CTR } from './_daemon.js';
-import { SKOPEO, chainIdsOf, rawTar, runOk, sha256, unmountUnder } from './_registry.js';
-import { TEST_ROOTFS, killLeftovers, removeCtrFifos } from './_tasks.js';
+import { SKOPEO, chainIdsOf, rawTar, runOk, sha256, teardownSupervisor } from './_registry.js';
+import { TEST_ROOTFS } from './_tasks.js';
 
 const run = promisify(execFile);
 const P = `iox${process.pid}`;
@@ -38,17 +38,7 @@ before(async () => {
 });
 
 after(async () => {
-  try {
-    await killLeftovers(paths.state, [...namespaces]);
-    removeCtrFifos(containers);
-  } finally {
-    try {
-      await daemon?.stop();
-      unmountUnder(base);
-    } finally {
-      rmSync(base, { recursive: true, force: true });
-    }
-  }
+  await teardownSupervisor({ daemon, state: paths.state, base, namespaces: [...namespaces], fifos: containers });
 });
 
 function deps(): PullDeps {

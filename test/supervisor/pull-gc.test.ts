@@ -12,7 +12,7 @@ import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,8 +22,8 @@ import { ErrorKind, Logger, isKind } from '@berth/base';
 import { Daemon, pluginType, pullDepsOf, pullImage } from '@berth/supervisor';
 import type { PullDeps } from '@berth/supervisor';
 import { CTR } from './_daemon.js';
-import { TEST_ROOTFS, killLeftovers, removeCtrFifos } from './_tasks.js';
-import { chainIdsOf, rawTar, skopeoPush, startRegistry, unmountUnder, writeLayout } from './_registry.js';
+import { TEST_ROOTFS } from './_tasks.js';
+import { chainIdsOf, rawTar, skopeoPush, startRegistry, teardownSupervisor, writeLayout } from './_registry.js';
 import type { LayoutImage, Registry } from './_registry.js';
 
 const run = promisify(execFile);
@@ -41,17 +41,7 @@ before(async () => {
 });
 
 after(async () => {
-  try {
-    await killLeftovers(paths.state, [NS]);
-    removeCtrFifos(['pullgc1']);
-  } finally {
-    try {
-      await daemon?.stop();
-      unmountUnder(base);
-    } finally {
-      rmSync(base, { recursive: true, force: true });
-    }
-  }
+  await teardownSupervisor({ daemon, state: paths.state, base, namespaces: [NS], fifos: ['pullgc1'] });
 });
 
 /** p, or a failure naming `what` after ms. */

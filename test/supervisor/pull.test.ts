@@ -12,7 +12,7 @@ import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,8 +23,8 @@ import { ErrorKind, Logger, isKind } from '@berth/base';
 import { Daemon, pluginType, pullDepsOf, pullImage } from '@berth/supervisor';
 import type { PullDeps, PullImageProgress } from '@berth/supervisor';
 import { CTR } from './_daemon.js';
-import { TEST_ROOTFS, killLeftovers, removeCtrFifos } from './_tasks.js';
-import { chainIdsOf, rawTar, sha256, skopeoPush, startProxy, startRegistry, unmountUnder, writeLayout } from './_registry.js';
+import { TEST_ROOTFS } from './_tasks.js';
+import { chainIdsOf, rawTar, sha256, skopeoPush, startProxy, startRegistry, teardownSupervisor, writeLayout } from './_registry.js';
 import type { CorruptingProxy, LayoutImage, Registry } from './_registry.js';
 
 const run = promisify(execFile);
@@ -43,17 +43,10 @@ before(async () => {
 
 after(async () => {
   try {
-    await killLeftovers(paths.state, [NS]);
-    removeCtrFifos(['pulled1', 'pulled2']);
+    await teardownSupervisor({ daemon, state: paths.state, base, namespaces: [NS], fifos: ['pulled1', 'pulled2'] });
   } finally {
-    try {
-      await daemon?.stop();
-      unmountUnder(base);
-    } finally {
-      rmSync(base, { recursive: true, force: true });
-      await proxy?.stop();
-      await registry?.stop();
-    }
+    await proxy?.stop();
+    await registry?.stop();
   }
 });
 
