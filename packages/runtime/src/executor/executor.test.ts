@@ -374,6 +374,14 @@ test('wait mode exits with the process status, 128+signal when killed', { skip }
   const h = await startExecutor([...basePlan(b), { tag: 'args', args: ['sleep', '100'] }, { tag: 'wait' }],
     { stdio: ['ignore', 'ignore', 'ignore'] });
   t.after(() => killQuietly(h.pid));
+  // Killed once it runs sleep: a kill during the executor's own set-up is a set-up failure (exit 1).
+  await until('sleep running', () => {
+    try {
+      return readFileSync(`/proc/${h.pid}/cmdline`, 'utf8').startsWith('sleep');
+    } catch {
+      return false;
+    }
+  });
   process.kill(h.pid, 'SIGKILL');
   assert.equal(await h.exited, 128 + 9);
 });
