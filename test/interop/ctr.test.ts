@@ -148,6 +148,8 @@ class Containerd {
       const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
       await gone;
       clearTimeout(timer);
+      // containerd writes /tmp/containerd.<pid>.stacks.log when it is told to dump its stacks.
+      if (child.pid !== undefined) rmSync(`/tmp/containerd.${child.pid}.stacks.log`, { force: true });
     }
     const shims = findProcesses((a) => (a[0] ?? '').endsWith('containerd-shim-runc-v2') && a.includes(this.socket));
     if (shims.length > 0) {

@@ -86,6 +86,8 @@ export class RealContainerd {
       }
     } finally {
       rmSync(this.dir, { recursive: true, force: true });
+      // containerd writes /tmp/containerd.<pid>.stacks.log when it is told to dump its stacks.
+      if (this.child?.pid !== undefined) rmSync(`/tmp/containerd.${this.child.pid}.stacks.log`, { force: true });
     }
   }
 }
